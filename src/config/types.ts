@@ -1,0 +1,94 @@
+/**
+ * The resolved, validated and frozen configuration the rest of the broker runs on.
+ * `load.ts` turns defaults, the config file and the environment into this shape;
+ * nothing else reads files or `process.env` for settings.
+ */
+
+export type CloudName = 'public' | 'gcc' | 'gcc-high' | 'dod'
+
+/** A secret read from the config, the environment or a file; files are re-read on every use. */
+export interface SecretSource {
+  /** Where it came from, for messages: a setting path or a file name, never the value. */
+  readonly origin: string
+  read (): string
+}
+
+export type CredentialConfig =
+  | { readonly type: 'secret', readonly secret: SecretSource }
+  | {
+    readonly type: 'certificate'
+    /** PEM file holding the certificate and its private key. */
+    readonly certificateFile: string
+    readonly password?: SecretSource
+  }
+  | { readonly type: 'federated', readonly tokenFile: string }
+  | {
+    readonly type: 'managedIdentity'
+    readonly clientId?: string
+    readonly resourceId?: string
+    readonly objectId?: string
+  }
+
+export interface RateLimitConfig {
+  readonly perMinute: number
+  readonly perHour: number
+  readonly maxQueueSeconds: number
+}
+
+export interface ProfileConfig {
+  readonly name: string
+  /** Always starts and, unless it is `/`, does not end with `/`. */
+  readonly basePath: string
+  readonly tenantId: string
+  readonly clientId: string
+  readonly credential: CredentialConfig
+  readonly cloud: CloudName
+  /** Origin of the authority host, e.g. `https://login.microsoftonline.com`. */
+  readonly authorityHost: string
+  /** True when the authority host is not one of the cloud presets': msal-node gets it as a known authority. */
+  readonly customAuthority: boolean
+  /** Origin of the Defender API, e.g. `https://api.securitycenter.microsoft.com`. */
+  readonly upstream: string
+  readonly scope: string
+  /** Profile-wide rules, `"METHOD /path"`; empty means everything is allowed. */
+  readonly allow: readonly string[]
+  readonly rateLimit: RateLimitConfig
+}
+
+export interface ClientConfig {
+  readonly name: string
+  /** Lower-case hex SHA-256 of the key. */
+  readonly keySha256: string
+  /** Profile names this client may use; empty means all. */
+  readonly profiles: readonly string[]
+  readonly allow: readonly string[]
+}
+
+export interface Config {
+  readonly listen: {
+    readonly host: string
+    readonly port: number
+    readonly allowedHosts: readonly string[]
+  }
+  readonly profiles: readonly ProfileConfig[]
+  readonly refresh: {
+    readonly beforeSeconds: number
+    readonly timeoutSeconds: number
+  }
+  readonly retry: {
+    readonly maxWaitSeconds: number
+    readonly maxAttempts: number
+  }
+  readonly upstreamTimeouts: {
+    readonly connectSeconds: number
+    /** Time allowed for the upstream's response headers and between body chunks. */
+    readonly responseSeconds: number
+  }
+  readonly clients: readonly ClientConfig[]
+  readonly logLevel: string
+  /** PEM text of extra CAs trusted for outbound TLS (BROKER_CA_FILE). */
+  readonly extraCaPem?: string
+  readonly allowUnauthenticated: boolean
+  /** Where the config came from, for the start-up log: a file name or `environment`. */
+  readonly source: string
+}
