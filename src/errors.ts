@@ -57,6 +57,17 @@ export const BrokerUpstreamTimeout = createError<'BrokerUpstreamTimeout', 504, [
   504
 )
 
+export const BrokerBadRequest = createError<'BrokerBadRequest', 400, [string]>(
+  'BrokerBadRequest',
+  'The request cannot be forwarded: %s.',
+  400
+)
+export const BrokerInternalError = createError<'BrokerInternalError', 500, []>(
+  'BrokerInternalError',
+  'The broker failed to handle the request: see its log for the request id.',
+  500
+)
+
 /** Errors that stop the process before it serves: bad settings, unreadable files. */
 export const BrokerConfigInvalid = createError<'BROKER_CONFIG_INVALID', [string, string]>(
   'BROKER_CONFIG_INVALID',

@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { runCheck } from './commands/check.js'
+import { runDemo } from './commands/demo.js'
+import { runServe } from './commands/serve.js'
+
+const HELP = `defender-token-broker: holds an Entra ID app's credentials and forwards your tools'
+requests to the Microsoft Defender for Endpoint API with a fresh bearer token.
+
+Usage:
+  defender-token-broker [serve] [--config FILE]    run the broker
+  defender-token-broker check [--config FILE] [--json]
+                                                   get one token per profile and show what it allows
+  defender-token-broker demo                       run against the built-in simulator (no Azure needed)
+
+Options:
+  --config FILE   YAML or JSON config file (or BROKER_CONFIG)
+  --host HOST     listen address (BROKER_HOST, default 127.0.0.1)
+  --port PORT     listen port (BROKER_PORT, default 8080)
+  --json          check: print JSON
+  --help, -h      this text
+  --version, -v   the version
+
+Credentials come from AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or
+AZURE_CLIENT_CERTIFICATE_PATH), or from the profiles of a config file. See the README.
+`
+
+function version (): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', short: 'v', default: false }
+      }
+    })
+  } catch (err) {
+    process.stderr.write(`defender-token-broker: ${(err as Error).message}\n\n${HELP}`)
+    return 2
+  }
+  const { values, positionals } = parsed
+  if (values.help) {
+    process.stdout.write(HELP)
+    return 0
+  }
+  if (values.version) {
+    process.stdout.write(`${version()}\n`)
+    return 0
+  }
+  const overrides: Record<string, string> = {}
+  if (values.host !== undefined) overrides.BROKER_HOST = values.host
+  if (values.port !== undefined) overrides.BROKER_PORT = values.port
+  const options = { configPath: values.config, env: { ...env, ...overrides }, json: values.json }
+
+  const [command = 'serve', ...rest] = positionals
+  if (rest.length > 0) {
+    process.stderr.write(`defender-token-broker: unexpected argument ${rest[0]}\n\n${HELP}`)
+    return 2
+  }
+  switch (command) {
+    case 'serve': return runServe(options)
+    case 'check': return runCheck(options)
+    case 'demo': return runDemo(options)
+    default:
+      process.stderr.write(`defender-token-broker: unknown command ${command}\n\n${HELP}`)
+      return 2
+  }
+}
+
+main(process.argv.slice(2), process.env).then((code) => {
+  // serve and demo keep running: they return -1 and exit from their signal handlers.
+  if (code >= 0) process.exitCode = code
+}, (err: unknown) => {
+  process.stderr.write(`defender-token-broker: ${(err as Error)?.message ?? String(err)}\n`)
+  process.exitCode = 1
+})

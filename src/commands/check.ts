@@ -1,0 +1,84 @@
+import { systemClock } from '../clock.js'
+import { createOutboundDispatcher } from '../outbound/dispatcher.js'
+import { createProfiles, type Profile } from '../profiles.js'
+import { describeRoles } from '../tokens/roles.js'
+import { hintFor } from '../tokens/token-error.js'
+import { loadForCommand, type CommandOptions } from './options.js'
+
+interface CheckResult {
+  profile: string
+  tenantId: string
+  clientId: string
+  credential: string
+  authority: string
+  scope: string
+  upstream: string
+  ok: boolean
+  expiresAt?: string
+  roles?: readonly string[]
+  allows?: string[]
+  error?: { code: string, message: string, hint?: string }
+}
+
+async function checkProfile (profile: Profile): Promise<CheckResult> {
+  const { config, tokens } = profile
+  const base = {
+    profile: config.name,
+    tenantId: config.tenantId,
+    clientId: config.clientId,
+    credential: config.credential.type,
+    authority: `${config.authorityHost}/${config.tenantId}`,
+    scope: config.scope,
+    upstream: config.upstream
+  }
+  try {
+    const token = await tokens.start()
+    return { ...base, ok: true, expiresAt: new Date(token.expiresAt).toISOString(), roles: token.roles, allows: describeRoles(token.roles) }
+  } catch {
+    const failure = tokens.status().lastError
+    const code = failure?.code ?? 'unknown'
+    return { ...base, ok: false, error: { code, message: failure?.message ?? 'the token request failed', hint: hintFor(code) } }
+  } finally {
+    tokens.close()
+  }
+}
+
+function printHuman (result: CheckResult): string {
+  const lines = [
+    `profile ${result.profile}: ${result.ok ? 'OK' : 'FAILED'}`,
+    `  tenant      ${result.tenantId}`,
+    `  client id   ${result.clientId} (${result.credential})`,
+    `  authority   ${result.authority}`,
+    `  scope       ${result.scope}`,
+    `  upstream    ${result.upstream}`
+  ]
+  if (result.ok) {
+    lines.push(`  expires     ${result.expiresAt}`)
+    lines.push(`  roles       ${result.roles?.length ? result.roles.join(', ') : '(none: grant WindowsDefenderATP application permissions and admin consent)'}`)
+    for (const line of result.allows ?? []) lines.push(`              ${line}`)
+  } else if (result.error) {
+    lines.push(`  error       ${result.error.code}: ${result.error.message}`)
+    if (result.error.hint) lines.push(`  hint        ${result.error.hint}`)
+  }
+  return lines.join('\n') + '\n'
+}
+
+/** The "validate the token" step of the app registration, automated: one token per profile. */
+export async function runCheck (options: CommandOptions): Promise<number> {
+  const config = loadForCommand(options)
+  if (config === undefined) return 1
+  const dispatcher = createOutboundDispatcher({
+    extraCaPem: config.extraCaPem,
+    connectTimeoutMs: config.upstreamTimeouts.connectSeconds * 1000,
+    env: options.env
+  })
+  try {
+    const profiles = createProfiles(config, { dispatcher, clock: systemClock })
+    const results = await Promise.all(profiles.map(checkProfile))
+    if (options.json) process.stdout.write(JSON.stringify({ ok: results.every((r) => r.ok), profiles: results }, null, 2) + '\n')
+    else process.stdout.write(results.map(printHuman).join('\n'))
+    return results.every((r) => r.ok) ? 0 : 1
+  } finally {
+    await dispatcher.close()
+  }
+}

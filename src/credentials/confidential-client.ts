@@ -1,0 +1,55 @@
+import { ConfidentialClientApplication, LogLevel, type Configuration, type INetworkModule } from '@azure/msal-node'
+import type { ProfileConfig } from '../config/types.js'
+import type { AcquiredToken } from './types.js'
+import { runWithSignal } from './network-client.js'
+
+export type ClientAuth = Pick<Configuration['auth'], 'clientSecret' | 'clientCertificate' | 'clientAssertion'>
+
+/**
+ * One ConfidentialClientApplication for a profile, built again only when its credential
+ * material changes (a rotated secret or certificate), so msal-node keeps its authority
+ * metadata between token calls.
+ */
+export function createConfidentialClient (profile: ProfileConfig, networkClient: INetworkModule) {
+  let app: ConfidentialClientApplication | undefined
+  let appKey: string | undefined
+
+  function appFor (auth: ClientAuth, key: string): ConfidentialClientApplication {
+    if (app === undefined || appKey !== key) {
+      const authority = new URL(profile.authorityHost)
+      app = new ConfidentialClientApplication({
+        auth: {
+          clientId: profile.clientId,
+          authority: `${authority.origin}/${profile.tenantId}`,
+          // A custom authority host (Azure Stack, ADFS, a simulator) is trusted as given,
+          // with no instance discovery, as the Azure SDK does.
+          ...(profile.customAuthority ? { knownAuthorities: [authority.host] } : {}),
+          ...auth
+        },
+        system: {
+          networkClient,
+          // The token holder retries with its own backoff; one call is one request.
+          disableInternalRetries: true,
+          loggerOptions: { logLevel: LogLevel.Error, piiLoggingEnabled: false, loggerCallback: () => {} }
+        }
+      })
+      appKey = key
+    }
+    return app
+  }
+
+  return async function acquire (auth: ClientAuth, key: string, signal: AbortSignal): Promise<AcquiredToken> {
+    const client = appFor(auth, key)
+    const result = await runWithSignal(signal, () =>
+      client.acquireTokenByClientCredential({ scopes: [profile.scope], skipCache: true }))
+    return fromResult(result)
+  }
+}
+
+export function fromResult (result: { accessToken: string, expiresOn: Date | null, refreshOn?: Date } | null): AcquiredToken {
+  const token: AcquiredToken = { accessToken: result?.accessToken ?? '' }
+  if (result?.refreshOn && result.expiresOn) {
+    token.refreshBeforeExpiryMs = result.expiresOn.getTime() - result.refreshOn.getTime()
+  }
+  return token
+}

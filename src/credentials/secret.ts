@@ -1,0 +1,24 @@
+import { createHash } from 'node:crypto'
+import type { INetworkModule } from '@azure/msal-node'
+import type { ProfileConfig, SecretSource } from '../config/types.js'
+import type { Credential } from './types.js'
+import { createConfidentialClient } from './confidential-client.js'
+
+export function createSecretCredential (profile: ProfileConfig, source: SecretSource, networkClient: INetworkModule): Credential {
+  const acquire = createConfidentialClient(profile, networkClient)
+  let last = ''
+  return {
+    type: 'secret',
+    acquire (signal) {
+      // Read on every call: a rotated secret file takes effect at the next token request.
+      const secret = source.read()
+      last = secret
+      return acquire({ clientSecret: secret }, digest(secret), signal)
+    },
+    secrets: () => (last === '' ? [] : [last])
+  }
+}
+
+function digest (value: string): string {
+  return createHash('sha256').update(value).digest('hex')
+}

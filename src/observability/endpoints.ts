@@ -1,0 +1,72 @@
+import type { FastifyInstance } from 'fastify'
+import type { Clock } from '../clock.js'
+import type { Profile } from '../profiles.js'
+
+export const RESERVED_PATHS = ['/healthz', '/readyz', '/metrics', '/status'] as const
+
+export interface OwnEndpointsOptions {
+  profiles: readonly Profile[]
+  clock: Clock
+}
+
+function iso (ms: number | undefined): string | undefined {
+  return ms === undefined ? undefined : new Date(ms).toISOString()
+}
+
+/** The broker's own routes; registered before the catch-all so no profile can shadow them. */
+export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock }: OwnEndpointsOptions): void {
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
+
+  app.get('/healthz', async () => ({ status: 'ok' }))
+
+  app.get('/readyz', async (_request, reply) => {
+    const reasons: Record<string, string> = {}
+    for (const profile of profiles) {
+      if (profile.tokens.isReady()) continue
+      const status = profile.tokens.status()
+      const error = status.lastError === undefined ? '' : `: ${status.lastError.code}`
+      reasons[profile.config.name] = status.state === 'none'
+        ? `no token yet${error}`
+        : `token expired${error}`
+    }
+    if (closing) reasons.broker = 'shutting down'
+    const ready = Object.keys(reasons).length === 0
+    reply.code(ready ? 200 : 503)
+    return ready ? { status: 'ready' } : { status: 'not ready', reasons }
+  })
+
+  app.get('/status', async () => {
+    const now = clock.now()
+    return {
+      time: iso(now),
+      profiles: profiles.map(({ config, tokens }) => {
+        const status = tokens.status()
+        return {
+          name: config.name,
+          basePath: config.basePath,
+          tenantId: config.tenantId,
+          clientId: config.clientId,
+          credential: config.credential.type,
+          cloud: config.cloud,
+          authority: `${config.authorityHost}/${config.tenantId}`,
+          upstream: config.upstream,
+          scope: config.scope,
+          token: {
+            state: status.state,
+            expiresAt: iso(status.expiresAt),
+            expiresInSeconds: status.expiresAt === undefined ? undefined : Math.round((status.expiresAt - now) / 1000),
+            refreshAt: iso(status.refreshAt),
+            roles: status.roles
+          },
+          nextAttemptAt: iso(status.retryAt),
+          lastError: status.lastError === undefined
+            ? undefined
+            : { code: status.lastError.code, message: status.lastError.message, at: iso(status.lastError.at) }
+        }
+      })
+    }
+  })
+}

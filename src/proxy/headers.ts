@@ -1,0 +1,50 @@
+import type { IncomingHttpHeaders } from 'node:http'
+
+/** Never sent upstream: hop-by-hop, the inbound key, and what would let a client speak for the broker. */
+const REQUEST_DROPPED = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'host', 'authorization', 'x-broker-key', 'forwarded', 'cookie', 'expect', 'http2-settings',
+  'x-request-id'
+])
+
+/** Never passed back: hop-by-hop, and cookies of the API's that a tool has no use for. */
+const RESPONSE_DROPPED = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'proxy-authenticate', 'set-cookie'
+])
+
+function connectionTokens (value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined
+  const tokens = new Set<string>()
+  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const token = part.trim().toLowerCase()
+    if (token !== '') tokens.add(token)
+  }
+  return tokens
+}
+
+/** Headers for the upstream request, from Node's parsed (lower-case) request headers. */
+export function upstreamRequestHeaders (headers: IncomingHttpHeaders, authorization: string): Record<string, string | string[]> {
+  const named = connectionTokens(headers.connection)
+  const out: Record<string, string | string[]> = {}
+  for (const name in headers) {
+    const value = headers[name]
+    if (value === undefined || REQUEST_DROPPED.has(name) || named?.has(name) === true) continue
+    if (name.startsWith('proxy-') || name.startsWith('x-forwarded-')) continue
+    out[name] = value
+  }
+  out.authorization = authorization
+  return out
+}
+
+/** Headers for the client, from undici's (lower-case) response headers. */
+export function clientResponseHeaders (headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const named = connectionTokens(headers.connection)
+  const out: Record<string, string | string[]> = {}
+  for (const name in headers) {
+    const value = headers[name]
+    if (value === undefined || RESPONSE_DROPPED.has(name) || named?.has(name) === true) continue
+    out[name] = value
+  }
+  return out
+}

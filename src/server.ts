@@ -1,0 +1,58 @@
+import closeWithGrace from 'close-with-grace'
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import { buildApp, type AppDeps } from './app.js'
+import type { Config } from './config/types.js'
+import { assertSafeExposure } from './inbound/exposure.js'
+
+export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000
+
+export interface ServeOptions extends Omit<AppDeps, 'logger'> {
+  logger: Logger
+  /** The demo holds no real credential, so it may listen anywhere. */
+  demo?: boolean
+  /** Called once the app is closed, before the process exits (the demo stops its simulator). */
+  onClose?: () => Promise<void>
+}
+
+export interface RunningBroker {
+  app: FastifyInstance
+  /** `http://host:port` as listened on. */
+  url: string
+  close: () => Promise<void>
+}
+
+/** The process: check exposure, build, listen, and close gracefully on SIGTERM/SIGINT. */
+export async function startServer (config: Config, options: ServeOptions): Promise<RunningBroker> {
+  assertSafeExposure(config, { demo: options.demo === true })
+  const { logger } = options
+  const app = await buildApp(config, options)
+  await app.listen({ host: config.listen.host, port: config.listen.port })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : config.listen.port
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host
+  const url = `http://${host}:${port}`
+
+  logger.info({
+    listen: url,
+    inbound: config.clients.length > 0 ? `${config.clients.length} client key(s)` : 'no client keys: local processes only',
+    profiles: config.profiles.map((p) => ({ name: p.name, basePath: p.basePath, credential: p.credential.type, upstream: p.upstream, tenantId: p.tenantId })),
+    config: config.source
+  }, 'broker listening')
+
+  let closed: Promise<void> | undefined
+  const close = () => {
+    closed ??= (async () => {
+      await app.close()
+      await options.onClose?.()
+    })()
+    return closed
+  }
+  const grace = closeWithGrace({ delay: DEFAULT_SHUTDOWN_GRACE_MS, logger }, async ({ signal, err }) => {
+    if (err !== undefined) logger.error({ err: { message: err.message } }, 'closing after an unexpected error')
+    else logger.info({ signal }, 'shutting down: draining in-flight requests')
+    await close()
+  })
+  app.addHook('onClose', async () => grace.uninstall())
+  return { app, url, close }
+}
