@@ -14,6 +14,7 @@ import { registerOwnEndpoints } from './observability/endpoints.js'
 import { logTokenEvents } from './observability/token-log.js'
 import { createProfileRouter, createProfiles, type Profile } from './profiles.js'
 import { createForwarder } from './proxy/forward.js'
+import { createAuthorizer, registerInbound } from './inbound/index.js'
 import { checkRequestTarget } from './proxy/request-target.js'
 
 export interface AppDeps {
@@ -90,9 +91,12 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     reply.code(brokerError.statusCode).type('application/json; charset=utf-8').send(errorBody(brokerError, request.id))
   })
 
+  registerInbound(app, config)
   registerOwnEndpoints(app, { profiles, clock })
 
-  const forward = createForwarder({ dispatcher, config, route: createProfileRouter(profiles) })
+  const forward = createForwarder({
+    dispatcher, config, route: createProfileRouter(profiles), authorize: createAuthorizer(profiles)
+  })
   app.all('/*', forward)
 
   app.addHook('onReady', async () => {

@@ -2,20 +2,21 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { Config } from '../config/types.js'
 import { BrokerBadRequestTarget, BrokerNotFound, BrokerUpstreamTimeout, BrokerUpstreamUnreachable } from '../errors.js'
-import type { ProfileMatch } from '../profiles.js'
+import type { Profile, ProfileMatch } from '../profiles.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
 
 export interface ForwarderOptions {
   dispatcher: Dispatcher
   config: Config
   route: (target: string) => ProfileMatch | undefined
+  authorize: (request: FastifyRequest, profile: Profile, upstreamTarget: string) => void
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
 /** The catch-all handler: one request in, the same request out to the profile's upstream. */
 export function createForwarder (options: ForwarderOptions) {
-  const { dispatcher, route } = options
+  const { dispatcher, route, authorize } = options
   const responseTimeoutMs = options.config.upstreamTimeouts.responseSeconds * 1000
 
   return async function forward (request: FastifyRequest, reply: FastifyReply) {
@@ -25,6 +26,7 @@ export function createForwarder (options: ForwarderOptions) {
     const { profile, upstreamTarget } = match
     const origin = profile.config.upstream
     request.broker.profile = profile.config.name
+    authorize(request, profile, upstreamTarget)
 
     const token = await profile.tokens.get()
     assertSameOrigin(origin, upstreamTarget)
