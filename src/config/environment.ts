@@ -1,0 +1,179 @@
+import { resolve } from 'node:path'
+import { BrokerConfigInvalid } from '../errors.js'
+import { parseOrigin } from './origin.js'
+import { HostSchema, LogLevelSchema, PortSchema, type LogLevel } from './schema.js'
+import { assertMatchesSchema, type PathNamer } from './validate.js'
+
+export type Environment = NodeJS.ProcessEnv | Record<string, string | undefined>
+
+/** Settings of the broker itself from the environment; each wins over the config file's. */
+export interface BrokerEnvironment {
+  readonly host?: string
+  readonly port?: number
+  readonly logLevel?: LogLevel
+  /** Absolute path of BROKER_CA_FILE. */
+  readonly caFile?: string
+  readonly allowUnauthenticated?: boolean
+  /** AZURE_AUTHORITY_HOST as an origin: it overrides every profile's authority host. */
+  readonly authorityHost?: string
+}
+
+/** Variables that define the environment's single profile, besides the AZURE_* credential ones. */
+export const SINGLE_PROFILE_VARIABLES = Object.freeze(['BROKER_UPSTREAM', 'BROKER_SCOPE', 'BROKER_CLOUD'])
+
+const CREDENTIAL_VARIABLES = Object.freeze([
+  'AZURE_TENANT_ID',
+  'AZURE_CLIENT_ID',
+  'AZURE_CLIENT_SECRET',
+  'AZURE_CLIENT_SECRET_FILE',
+  'AZURE_CLIENT_CERTIFICATE_PATH',
+  'AZURE_FEDERATED_TOKEN_FILE'
+])
+
+/** Where each setting of the environment's profile comes from, for messages. */
+const PROFILE_VARIABLES: Readonly<Record<string, string>> = Object.freeze({
+  tenantId: 'AZURE_TENANT_ID',
+  clientId: 'AZURE_CLIENT_ID',
+  cloud: 'BROKER_CLOUD',
+  upstream: 'BROKER_UPSTREAM',
+  scope: 'BROKER_SCOPE',
+  authorityHost: 'AZURE_AUTHORITY_HOST',
+  'credential/secret': 'AZURE_CLIENT_SECRET',
+  'credential/secretFile': 'AZURE_CLIENT_SECRET_FILE',
+  'credential/certificateFile': 'AZURE_CLIENT_CERTIFICATE_PATH',
+  'credential/password': 'AZURE_CLIENT_CERTIFICATE_PASSWORD',
+  'credential/passwordFile': 'AZURE_CLIENT_CERTIFICATE_PASSWORD_FILE',
+  'credential/tokenFile': 'AZURE_FEDERATED_TOKEN_FILE'
+})
+
+export const environmentPath: PathNamer = segments => PROFILE_VARIABLES[segments.join('/')] ?? 'environment'
+
+export const NO_CREDENTIALS_PATH = 'No credentials configured'
+const NO_CREDENTIALS_PROBLEM = 'set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET ' +
+  '(or AZURE_CLIENT_CERTIFICATE_PATH), or a config file with profiles (--config / BROKER_CONFIG). ' +
+  'To try the broker without Azure, run `npm run demo`.'
+
+/** The error for "nothing to serve": the CLI prints its message as is, and never falls back to the simulator. */
+export function noCredentialsError (): Error {
+  return Object.assign(new BrokerConfigInvalid(NO_CREDENTIALS_PATH, NO_CREDENTIALS_PROBLEM), { noCredentials: true })
+}
+
+export function isNoCredentialsError (err: unknown): boolean {
+  return err instanceof BrokerConfigInvalid && (err as { noCredentials?: unknown }).noCredentials === true
+}
+
+/** A variable's value; set-but-empty counts as unset, as compose files often write `NAME=`. */
+export function envValue (env: Environment, name: string): string | undefined {
+  const value = env[name]
+  return value === undefined || value === '' ? undefined : value
+}
+
+export function readBrokerEnvironment (env: Environment, cwd: string): BrokerEnvironment {
+  const result: { -readonly [K in keyof BrokerEnvironment]: BrokerEnvironment[K] } = {}
+  const host = envValue(env, 'BROKER_HOST')
+  if (host !== undefined) {
+    assertMatchesSchema(HostSchema, host, () => 'BROKER_HOST')
+    result.host = host
+  }
+  const port = envValue(env, 'BROKER_PORT')
+  if (port !== undefined) {
+    if (!/^\d{1,5}$/.test(port)) throw new BrokerConfigInvalid('BROKER_PORT', 'must be an integer from 0 to 65535')
+    const number = Number(port)
+    assertMatchesSchema(PortSchema, number, () => 'BROKER_PORT')
+    result.port = number
+  }
+  const logLevel = envValue(env, 'BROKER_LOG_LEVEL')
+  if (logLevel !== undefined) {
+    assertMatchesSchema(LogLevelSchema, logLevel, () => 'BROKER_LOG_LEVEL')
+    result.logLevel = logLevel
+  }
+  const caFile = envValue(env, 'BROKER_CA_FILE')
+  if (caFile !== undefined) result.caFile = resolve(cwd, caFile)
+  const allow = envValue(env, 'BROKER_ALLOW_UNAUTHENTICATED')
+  if (allow !== undefined) {
+    const flag = allow.toLowerCase()
+    if (!['true', 'false', '1', '0'].includes(flag)) {
+      throw new BrokerConfigInvalid('BROKER_ALLOW_UNAUTHENTICATED', 'must be true, false, 1 or 0')
+    }
+    result.allowUnauthenticated = flag === 'true' || flag === '1'
+  }
+  const authorityHost = envValue(env, 'AZURE_AUTHORITY_HOST')
+  if (authorityHost !== undefined) {
+    result.authorityHost = parseOrigin(authorityHost, 'AZURE_AUTHORITY_HOST', { allowLoopbackHttp: false })
+  }
+  return result
+}
+
+/** With profiles in the config file, the single-profile variables have nothing to apply to. */
+export function assertNoSingleProfileVariables (env: Environment): void {
+  for (const name of SINGLE_PROFILE_VARIABLES) {
+    if (envValue(env, name) !== undefined) {
+      const setting = name.slice('BROKER_'.length).toLowerCase()
+      throw new BrokerConfigInvalid(name,
+        'applies only to the single profile the environment defines, but the config file defines profiles: ' +
+        `unset ${name} and set ${setting} in each profile of the file instead`)
+    }
+  }
+}
+
+/**
+ * The profile `default` at `/`, shaped like a profile of the config file, from the variables
+ * azure-identity's EnvironmentCredential reads, with its precedence: secret, then certificate,
+ * then federated token. Undefined when none of them is set. File paths are resolved against `cwd`.
+ */
+export function profileFromEnvironment (env: Environment, cwd: string): Record<string, unknown> | undefined {
+  if (CREDENTIAL_VARIABLES.every(name => envValue(env, name) === undefined)) return undefined
+  const tenantId = envValue(env, 'AZURE_TENANT_ID')
+  if (tenantId === undefined) {
+    throw new BrokerConfigInvalid('AZURE_TENANT_ID', 'is not set: set it to the directory (tenant) id of the app registration')
+  }
+  const clientId = envValue(env, 'AZURE_CLIENT_ID')
+  if (clientId === undefined) {
+    throw new BrokerConfigInvalid('AZURE_CLIENT_ID', 'is not set: set it to the application (client) id of the app registration')
+  }
+  const profile: Record<string, unknown> = {
+    name: 'default',
+    basePath: '/',
+    tenantId,
+    clientId,
+    credential: credentialFromEnvironment(env, cwd)
+  }
+  for (const [setting, name] of [['cloud', 'BROKER_CLOUD'], ['upstream', 'BROKER_UPSTREAM'], ['scope', 'BROKER_SCOPE']] as const) {
+    const value = envValue(env, name)
+    if (value !== undefined) profile[setting] = value
+  }
+  return profile
+}
+
+function credentialFromEnvironment (env: Environment, cwd: string): Record<string, unknown> {
+  const secret = envValue(env, 'AZURE_CLIENT_SECRET')
+  const secretFile = envValue(env, 'AZURE_CLIENT_SECRET_FILE')
+  if (secret !== undefined && secretFile !== undefined) {
+    throw new BrokerConfigInvalid('AZURE_CLIENT_SECRET', 'and AZURE_CLIENT_SECRET_FILE are both set: set only one of them')
+  }
+  if (secret !== undefined) return { type: 'secret', secret }
+  if (secretFile !== undefined) return { type: 'secret', secretFile: resolve(cwd, secretFile) }
+
+  const certificateFile = envValue(env, 'AZURE_CLIENT_CERTIFICATE_PATH')
+  if (certificateFile !== undefined) {
+    const password = envValue(env, 'AZURE_CLIENT_CERTIFICATE_PASSWORD')
+    const passwordFile = envValue(env, 'AZURE_CLIENT_CERTIFICATE_PASSWORD_FILE')
+    if (password !== undefined && passwordFile !== undefined) {
+      throw new BrokerConfigInvalid('AZURE_CLIENT_CERTIFICATE_PASSWORD',
+        'and AZURE_CLIENT_CERTIFICATE_PASSWORD_FILE are both set: set only one of them')
+    }
+    return {
+      type: 'certificate',
+      certificateFile: resolve(cwd, certificateFile),
+      ...(password === undefined ? {} : { password }),
+      ...(passwordFile === undefined ? {} : { passwordFile: resolve(cwd, passwordFile) })
+    }
+  }
+
+  const tokenFile = envValue(env, 'AZURE_FEDERATED_TOKEN_FILE')
+  if (tokenFile !== undefined) return { type: 'federated', tokenFile: resolve(cwd, tokenFile) }
+
+  throw new BrokerConfigInvalid('AZURE_CLIENT_SECRET',
+    'is not set, nor AZURE_CLIENT_SECRET_FILE, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE: ' +
+    'set one of them to give the app\'s credential')
+}

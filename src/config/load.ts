@@ -1,0 +1,168 @@
+import { readFileSync } from 'node:fs'
+import { dirname, extname, resolve } from 'node:path'
+import { parseDocument } from 'yaml'
+import { BrokerConfigInvalid } from '../errors.js'
+import { resolveClients } from './clients.js'
+import {
+  assertNoSingleProfileVariables,
+  envValue,
+  environmentPath,
+  noCredentialsError,
+  profileFromEnvironment,
+  readBrokerEnvironment,
+  type Environment
+} from './environment.js'
+import { resolveProfiles, type ProfileSource } from './profiles.js'
+import {
+  ConfigFileSchema,
+  DEFAULT_HOST,
+  DEFAULT_LOG_LEVEL,
+  DEFAULT_PORT,
+  DEFAULT_REFRESH,
+  DEFAULT_RETRY,
+  DEFAULT_UPSTREAM_TIMEOUTS,
+  ProfileSchema,
+  type ConfigFile
+} from './schema.js'
+import { readCaFile } from './secret-files.js'
+import type { Config } from './types.js'
+import { assertMatchesSchema, dottedPath } from './validate.js'
+
+export { isNoCredentialsError, type Environment } from './environment.js'
+
+export interface LoadConfigOptions {
+  /** The `--config` argument; wins over BROKER_CONFIG. */
+  readonly argvConfigPath?: string
+  readonly env: Environment
+  /** Directory relative paths given on the command line or in the environment are resolved against. */
+  readonly cwd?: string
+}
+
+/**
+ * Builds the broker's configuration from defaults < config file < environment, checks it
+ * and returns it deep-frozen. Throws `BrokerConfigInvalid` ("<setting>: <problem and fix>")
+ * at the first problem found, without a secret in the message; when there is nothing to
+ * serve at all, the error is the one `isNoCredentialsError` recognises.
+ */
+export function loadConfig (options: LoadConfigOptions): Config {
+  const { env } = options
+  const cwd = options.cwd ?? process.cwd()
+  const file = readConfigFile(options, cwd)
+  const settings: ConfigFile = file?.settings ?? {}
+  // Paths inside the file are relative to the file, as in docker-compose files.
+  const fileDir = file === undefined ? cwd : dirname(file.path)
+  const broker = readBrokerEnvironment(env, cwd)
+
+  const sources: ProfileSource[] = []
+  if (settings.profiles !== undefined && settings.profiles.length > 0) {
+    // AZURE_* credential variables are left alone here: AKS workload identity sets them in every pod.
+    assertNoSingleProfileVariables(env)
+    const dotted = dottedPath('profiles')
+    settings.profiles.forEach((profile, index) => {
+      sources.push({ profile, at: segments => dotted(['profiles', String(index), ...segments]), baseDir: fileDir })
+    })
+  } else {
+    const profile = profileFromEnvironment(env, cwd)
+    if (profile === undefined) throw noCredentialsError()
+    assertMatchesSchema(ProfileSchema, profile, environmentPath)
+    sources.push({ profile, at: environmentPath, baseDir: cwd })
+  }
+  const profiles = resolveProfiles(sources, broker.authorityHost)
+  const clients = resolveClients(settings.clients ?? [], profiles, fileDir)
+
+  const caFile = broker.caFile === undefined
+    ? settings.caFile === undefined ? undefined : { file: resolve(fileDir, settings.caFile), path: 'caFile' }
+    : { file: broker.caFile, path: 'BROKER_CA_FILE' }
+  const extraCaPem = caFile === undefined ? undefined : readCaFile(caFile.file, caFile.path)
+
+  const config: Config = {
+    listen: {
+      host: broker.host ?? settings.listen?.host ?? DEFAULT_HOST,
+      port: broker.port ?? settings.listen?.port ?? DEFAULT_PORT,
+      allowedHosts: [...new Set((settings.listen?.allowedHosts ?? []).map(host => host.toLowerCase()))]
+    },
+    profiles,
+    refresh: { ...DEFAULT_REFRESH, ...settings.refresh },
+    retry: { ...DEFAULT_RETRY, ...settings.retry },
+    upstreamTimeouts: { ...DEFAULT_UPSTREAM_TIMEOUTS, ...settings.upstreamTimeouts },
+    clients,
+    logLevel: broker.logLevel ?? settings.logLevel ?? DEFAULT_LOG_LEVEL,
+    ...(extraCaPem === undefined ? {} : { extraCaPem }),
+    allowUnauthenticated: broker.allowUnauthenticated ?? settings.allowUnauthenticated ?? false,
+    source: file?.path ?? 'environment'
+  }
+  return deepFreeze(config)
+}
+
+function readConfigFile (options: LoadConfigOptions, cwd: string): { path: string, settings: ConfigFile } | undefined {
+  const [setting, name] = options.argvConfigPath === undefined
+    ? ['BROKER_CONFIG', envValue(options.env, 'BROKER_CONFIG')]
+    : ['--config', options.argvConfigPath]
+  if (name === undefined) return undefined
+  if (name === '') throw new BrokerConfigInvalid(setting, 'names no file: give the path of a YAML or JSON config file')
+  const path = resolve(cwd, name)
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error'
+    throw new BrokerConfigInvalid(setting, code === 'ENOENT'
+      ? `the config file ${path} does not exist`
+      : `the config file ${path} cannot be read (${code}): check the path and the broker user's access`)
+  }
+  const settings = parseConfigText(text, path)
+  assertMatchesSchema(ConfigFileSchema, settings, dottedPath(path))
+  return { path, settings }
+}
+
+/** Parse errors give a position and never the parser's message: that quotes the file, secrets included. */
+function parseConfigText (text: string, path: string): unknown {
+  const extension = extname(path).toLowerCase()
+  if (extension === '.json') return parseJson(text, path)
+  if (extension === '.yaml' || extension === '.yml') return parseYaml(text, path)
+  try {
+    return JSON.parse(text)
+  } catch {
+    return parseYaml(text, path)
+  }
+}
+
+function parseJson (text: string, path: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    const offset = /position (\d+)/.exec((err as Error).message)?.[1]
+    throw new BrokerConfigInvalid(path, `is not valid JSON${offset === undefined ? '' : lineAndColumn(text, Number(offset))}: fix the syntax`)
+  }
+}
+
+function parseYaml (text: string, path: string): unknown {
+  const document = parseDocument(text)
+  const error = document.errors[0]
+  if (error !== undefined) {
+    const position = error.linePos?.[0]
+    const where = position === undefined ? '' : ` at line ${position.line}, column ${position.col}`
+    throw new BrokerConfigInvalid(path, `is not valid YAML${where} (${error.code}): fix the syntax`)
+  }
+  let value: unknown
+  try {
+    value = document.toJS()
+  } catch {
+    throw new BrokerConfigInvalid(path, 'uses too many YAML aliases: write the settings out')
+  }
+  // An empty file holds no settings rather than a null one.
+  return value ?? {}
+}
+
+function lineAndColumn (text: string, offset: number): string {
+  const before = text.slice(0, offset).split('\n')
+  return ` at line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1}`
+}
+
+function deepFreeze<T> (value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const child of Object.values(value)) deepFreeze(child)
+  }
+  return value
+}

@@ -1,0 +1,133 @@
+import { resolve } from 'node:path'
+import { BrokerConfigInvalid } from '../errors.js'
+import { CLOUD_PRESETS, DEFAULT_CLOUD, isPresetAuthorityHost } from './clouds.js'
+import { parseOrigin } from './origin.js'
+import { checkRules } from './rules.js'
+import { DEFAULT_RATE_LIMIT, RESERVED_PATHS, type CredentialFile, type ProfileFile } from './schema.js'
+import { checkCertificateFile, checkTokenFile, fileSecret, inlineSecret } from './secret-files.js'
+import type { CredentialConfig, ProfileConfig, SecretSource } from './types.js'
+import type { PathNamer } from './validate.js'
+
+export interface ProfileSource {
+  readonly profile: ProfileFile
+  /** Names the profile's settings in messages: `profiles[2].upstream`, or `BROKER_UPSTREAM`. */
+  readonly at: PathNamer
+  /** Directory relative file paths are resolved against. */
+  readonly baseDir: string
+}
+
+/** Resolves schema-checked profiles into `ProfileConfig`s and checks what a schema cannot. */
+export function resolveProfiles (sources: readonly ProfileSource[], authorityOverride: string | undefined): ProfileConfig[] {
+  const profiles = sources.map(source => resolveProfile(source, authorityOverride))
+  const names = new Map<string, number>()
+  const basePaths = new Map<string, number>()
+  profiles.forEach((profile, index) => {
+    const at = (sources[index] as ProfileSource).at
+    const sameName = names.get(profile.name)
+    if (sameName !== undefined) {
+      throw new BrokerConfigInvalid(at(['name']), `the name ${profile.name} is also used by profiles[${sameName}]: give each profile its own name`)
+    }
+    names.set(profile.name, index)
+    const samePath = basePaths.get(profile.basePath)
+    if (samePath !== undefined) {
+      throw new BrokerConfigInvalid(at(['basePath']), `${profile.basePath} is also the basePath of profiles[${samePath}]: give each profile its own basePath`)
+    }
+    basePaths.set(profile.basePath, index)
+  })
+  return profiles
+}
+
+function resolveProfile ({ profile, at, baseDir }: ProfileSource, authorityOverride: string | undefined): ProfileConfig {
+  const cloud = profile.cloud ?? DEFAULT_CLOUD
+  const preset = CLOUD_PRESETS[cloud]
+  const authorityHost = authorityOverride ??
+    (profile.authorityHost === undefined
+      ? preset.authorityHost
+      : parseOrigin(profile.authorityHost, at(['authorityHost']), { allowLoopbackHttp: false }))
+  return {
+    name: profile.name,
+    basePath: normaliseBasePath(profile.basePath, at(['basePath'])),
+    tenantId: profile.tenantId,
+    clientId: profile.clientId,
+    credential: resolveCredential(profile.credential, at, baseDir),
+    cloud,
+    authorityHost,
+    customAuthority: !isPresetAuthorityHost(authorityHost),
+    upstream: profile.upstream === undefined
+      ? preset.upstream
+      : parseOrigin(profile.upstream, at(['upstream']), { allowLoopbackHttp: true }),
+    scope: profile.scope ?? preset.scope,
+    allow: checkRules(profile.allow ?? [], at(['allow'])),
+    rateLimit: { ...DEFAULT_RATE_LIMIT, ...profile.rateLimit }
+  }
+}
+
+/**
+ * `/fabrikam/` becomes `/fabrikam`; segments that a URL parser would rewrite (`.`, `..`,
+ * empty ones) are refused, so the prefix matched is the prefix configured.
+ */
+export function normaliseBasePath (basePath: string, path: string): string {
+  const trimmed = basePath.length > 1 && basePath.endsWith('/') ? basePath.slice(0, -1) : basePath
+  if (trimmed === '/') return trimmed
+  const segments = trimmed.slice(1).split('/')
+  if (segments.some(segment => segment === '')) {
+    throw new BrokerConfigInvalid(path, 'must not hold an empty segment ("//"): write it as /name or /name/sub')
+  }
+  if (segments.some(segment => segment === '.' || segment === '..')) {
+    throw new BrokerConfigInvalid(path, 'must not hold "." or ".." segments')
+  }
+  const reserved = RESERVED_PATHS.find(name => trimmed === name || trimmed.startsWith(`${name}/`))
+  if (reserved !== undefined) {
+    throw new BrokerConfigInvalid(path, `must not start with ${reserved}: ${RESERVED_PATHS.join(', ')} are the broker's own endpoints`)
+  }
+  return trimmed
+}
+
+function resolveCredential (credential: CredentialFile, at: PathNamer, baseDir: string): CredentialConfig {
+  const setting = (name: string): string => at(['credential', name])
+  switch (credential.type) {
+    case 'secret': {
+      const secret = secretSource(credential.secret, credential.secretFile, setting('secret'), setting('secretFile'), baseDir)
+      if (secret === undefined) {
+        throw new BrokerConfigInvalid(at(['credential']), 'needs the client secret: set secretFile (or secret)')
+      }
+      return { type: 'secret', secret }
+    }
+    case 'certificate': {
+      const password = secretSource(credential.password, credential.passwordFile, setting('password'), setting('passwordFile'), baseDir)
+      const certificateFile = resolve(baseDir, credential.certificateFile)
+      checkCertificateFile(certificateFile, setting('certificateFile'), password !== undefined)
+      return password === undefined
+        ? { type: 'certificate', certificateFile }
+        : { type: 'certificate', certificateFile, password }
+    }
+    case 'federated': {
+      const tokenFile = resolve(baseDir, credential.tokenFile)
+      checkTokenFile(tokenFile, setting('tokenFile'))
+      return { type: 'federated', tokenFile }
+    }
+    case 'managedIdentity': {
+      const { type, ...ids } = credential
+      if (Object.keys(ids).length > 1) {
+        throw new BrokerConfigInvalid(at(['credential']),
+          'names more than one user-assigned identity: set only one of clientId, resourceId and objectId')
+      }
+      return { type, ...ids }
+    }
+  }
+}
+
+function secretSource (
+  value: string | undefined,
+  file: string | undefined,
+  valuePath: string,
+  filePath: string,
+  baseDir: string
+): SecretSource | undefined {
+  if (value !== undefined && file !== undefined) {
+    throw new BrokerConfigInvalid(valuePath, `and ${filePath} are both set: set only one of them (the file is the safer)`)
+  }
+  if (file !== undefined) return fileSecret(resolve(baseDir, file), filePath)
+  if (value !== undefined) return inlineSecret(value, valuePath)
+  return undefined
+}

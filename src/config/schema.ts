@@ -1,0 +1,210 @@
+import { Type, type Static, type TNumber, type TOptional, type TString } from '@sinclair/typebox'
+import { CLOUD_NAMES, DEFAULT_CLOUD } from './clouds.js'
+
+/**
+ * The schema of the config file as users write it (YAML or JSON). `load.ts` checks a file
+ * against it, then fills in defaults, resolves cloud presets and reads secret files.
+ * `scripts/write-schema.ts` ships it as `config/schema.json`; the descriptions are the
+ * settings' documentation.
+ */
+
+export const DEFAULT_HOST = '127.0.0.1'
+export const DEFAULT_PORT = 8080
+export const DEFAULT_LOG_LEVEL = 'info'
+export const DEFAULT_REFRESH = Object.freeze({ beforeSeconds: 600, timeoutSeconds: 10 })
+export const DEFAULT_RETRY = Object.freeze({ maxWaitSeconds: 30, maxAttempts: 3 })
+export const DEFAULT_UPSTREAM_TIMEOUTS = Object.freeze({ connectSeconds: 10, responseSeconds: 60 })
+/** The Defender for Endpoint API's documented limits per app. */
+export const DEFAULT_RATE_LIMIT = Object.freeze({ perMinute: 100, perHour: 1500, maxQueueSeconds: 30 })
+
+export const LOG_LEVELS = Object.freeze(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const)
+export const RESERVED_PATHS = Object.freeze(['/healthz', '/readyz', '/metrics', '/status'])
+
+export const NAME_PATTERN = '^[a-z0-9][a-z0-9-]*$'
+export const GUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+export const TENANT_PATTERN = '^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}' +
+  '|(?=.{4,253}$)(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+[a-zA-Z]{2,63})$'
+export const SHA256_PATTERN = '^[0-9a-fA-F]{64}$'
+export const RULE_PATTERN = '^(?:GET|HEAD|POST|PUT|PATCH|DELETE|\\*) /\\S*$'
+export const BASE_PATH_PATTERN = '^/[A-Za-z0-9._~/-]*$'
+export const SCOPE_PATTERN = '^\\S+/\\.default$'
+export const HOST_PATTERN = '^[^\\s/?#@]+$'
+
+/** What a failed `pattern` means, in words: TypeBox's own message only quotes the expression. */
+export const PATTERN_HINTS: Readonly<Record<string, string>> = Object.freeze({
+  [NAME_PATTERN]: 'must be lower-case letters, digits and "-", starting with a letter or digit',
+  [GUID_PATTERN]: 'must be a GUID such as 11111111-1111-1111-1111-111111111111',
+  [TENANT_PATTERN]: 'must be a tenant GUID or a verified domain such as contoso.onmicrosoft.com',
+  [SHA256_PATTERN]: 'must be 64 hex digits, the SHA-256 of the key (e.g. printf %s "$KEY" | sha256sum)',
+  [RULE_PATTERN]: 'must be "METHOD /path" with METHOD one of GET, HEAD, POST, PUT, PATCH, DELETE or *, e.g. "GET /api/**"',
+  [BASE_PATH_PATTERN]: 'must be a path such as /fabrikam: "/" followed by letters, digits, ".", "_", "~", "-" and "/"',
+  [SCOPE_PATTERN]: 'must be an app-only scope ending in /.default, e.g. https://api.securitycenter.microsoft.com/.default',
+  [HOST_PATTERN]: 'must be a host name or an IP address'
+})
+
+const strict = { additionalProperties: false } as const
+
+function seconds (description: string, maximum: number, defaultValue: number): TOptional<TNumber> {
+  return Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum, default: defaultValue, description }))
+}
+
+function filePath (description: string): TString {
+  return Type.String({ minLength: 1, description })
+}
+
+function oneOfLiterals<T extends string> (values: readonly T[], description: string, defaultValue?: T) {
+  return Type.Union(values.map(value => Type.Literal(value)), {
+    description,
+    ...(defaultValue === undefined ? {} : { default: defaultValue })
+  })
+}
+
+const rules = (description: string) => Type.Array(
+  Type.String({ pattern: RULE_PATTERN, description: 'A rule: "METHOD /path", where * matches one path segment and ** the rest.' }),
+  { default: [], description }
+)
+
+const SecretCredential = Type.Object({
+  type: Type.Literal('secret', { description: 'A client secret of the app registration.' }),
+  secret: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'The client secret itself. Prefer secretFile; set exactly one of the two.'
+  })),
+  secretFile: Type.Optional(filePath(
+    'File holding the client secret (e.g. a docker secret), read again on every token request; it must not be readable by group or others.'
+  ))
+}, { ...strict, description: 'Client secret credential.' })
+
+const CertificateCredential = Type.Object({
+  type: Type.Literal('certificate', { description: 'A certificate uploaded to the app registration.' }),
+  certificateFile: filePath(
+    'PEM file holding the certificate and its private key, read again on every token request; it must not be readable by group or others. The SHA-256 thumbprint is computed from it.'
+  ),
+  password: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'Password of an encrypted private key. Prefer passwordFile; set at most one of the two.'
+  })),
+  passwordFile: Type.Optional(filePath(
+    'File holding the password of an encrypted private key; it must not be readable by group or others.'
+  ))
+}, { ...strict, description: 'Certificate credential.' })
+
+const FederatedCredential = Type.Object({
+  type: Type.Literal('federated', { description: 'A federated identity credential (e.g. Kubernetes workload identity).' }),
+  tokenFile: filePath('File holding the client assertion (a JWT), read again on every token request.')
+}, { ...strict, description: 'Federated credential: a client assertion from a file.' })
+
+const ManagedIdentityCredential = Type.Object({
+  type: Type.Literal('managedIdentity', { description: 'The managed identity of the Azure resource the broker runs on.' }),
+  clientId: Type.Optional(Type.String({ pattern: GUID_PATTERN, description: 'Client id of a user-assigned managed identity.' })),
+  resourceId: Type.Optional(Type.String({ minLength: 1, description: 'Azure resource id of a user-assigned managed identity.' })),
+  objectId: Type.Optional(Type.String({ pattern: GUID_PATTERN, description: 'Object id of a user-assigned managed identity.' }))
+}, {
+  ...strict,
+  description: 'Managed identity credential. With none of clientId, resourceId and objectId, the system-assigned identity; with one of them, that user-assigned identity.'
+})
+
+const Credential = Type.Union(
+  [SecretCredential, CertificateCredential, FederatedCredential, ManagedIdentityCredential],
+  { description: 'How the broker proves the app\'s identity to Entra ID; "type" picks the kind.' }
+)
+
+const RateLimit = Type.Object({
+  perMinute: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, default: DEFAULT_RATE_LIMIT.perMinute, description: 'Requests allowed per minute.' })),
+  perHour: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000000, default: DEFAULT_RATE_LIMIT.perHour, description: 'Requests allowed per hour.' })),
+  maxQueueSeconds: Type.Optional(Type.Number({
+    minimum: 0,
+    maximum: 3600,
+    default: DEFAULT_RATE_LIMIT.maxQueueSeconds,
+    description: 'Longest a request over budget waits in the queue; when the wait would be longer it gets 429 with Retry-After at once. 0 never queues.'
+  }))
+}, { ...strict, description: 'Local request budget of the profile, kept below the API\'s own limits.' })
+
+export const ProfileSchema = Type.Object({
+  name: Type.String({ pattern: NAME_PATTERN, maxLength: 63, description: 'Name of the profile, used in logs, metrics, /status and clients[].profiles.' }),
+  basePath: Type.String({
+    pattern: BASE_PATH_PATTERN,
+    description: 'Path prefix the profile is served at; the longest matching prefix picks the profile. Must not start with /healthz, /readyz, /metrics or /status.'
+  }),
+  tenantId: Type.String({ pattern: TENANT_PATTERN, description: 'Directory (tenant) id, a GUID, or a verified domain of the tenant.' }),
+  clientId: Type.String({ pattern: GUID_PATTERN, description: 'Application (client) id of the app registration.' }),
+  credential: Credential,
+  cloud: Type.Optional(oneOfLiterals(
+    CLOUD_NAMES,
+    'Microsoft cloud of the tenant; picks the default authorityHost, upstream and scope.',
+    DEFAULT_CLOUD
+  )),
+  authorityHost: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'Origin of the Entra ID sign-in host (https only); defaults to the cloud\'s. A host that is not a cloud\'s is used as a known authority, without instance discovery. AZURE_AUTHORITY_HOST overrides it.'
+  })),
+  upstream: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'Origin of the Defender for Endpoint API; defaults to the cloud\'s. Any https origin, or http on a loopback address (for local testing).'
+  })),
+  scope: Type.Optional(Type.String({ pattern: SCOPE_PATTERN, description: 'Scope of the tokens; defaults to the cloud\'s.' })),
+  allow: Type.Optional(rules('Profile-wide rules every request must match, e.g. ["GET /api/**"] for read-only; empty allows every request.')),
+  rateLimit: Type.Optional(RateLimit)
+}, { ...strict, description: 'One app registration in one tenant, served under basePath.' })
+
+export const ClientSchema = Type.Object({
+  name: Type.String({ pattern: NAME_PATTERN, maxLength: 63, description: 'Name of the client, used in logs and metrics.' }),
+  keySha256: Type.Optional(Type.String({ pattern: SHA256_PATTERN, description: 'Hex SHA-256 of the client\'s key. Set exactly one of keySha256 and keyFile.' })),
+  keyFile: Type.Optional(filePath('File holding the client\'s key (its SHA-256 is kept, not the key); it must not be readable by group or others.')),
+  profiles: Type.Optional(Type.Array(
+    Type.String({ pattern: NAME_PATTERN, description: 'Name of a profile.' }),
+    { default: [], description: 'Profiles the client may use; empty or absent means all.' }
+  )),
+  allow: Type.Optional(rules('Rules the client\'s requests must match, on top of the profile\'s; empty or absent allows what the profile allows.'))
+}, { ...strict, description: 'A tool allowed to use the broker, known by its key.' })
+
+export const HostSchema = Type.String({ pattern: HOST_PATTERN, default: DEFAULT_HOST, description: 'Address to listen on. BROKER_HOST overrides it.' })
+export const PortSchema = Type.Integer({ minimum: 0, maximum: 65535, default: DEFAULT_PORT, description: 'TCP port to listen on; 0 picks a free one. BROKER_PORT overrides it.' })
+export const LogLevelSchema = oneOfLiterals(LOG_LEVELS, 'pino log level. BROKER_LOG_LEVEL overrides it.', DEFAULT_LOG_LEVEL)
+
+export const ConfigFileSchema = Type.Object({
+  $schema: Type.Optional(Type.String({ description: 'Where editors find this schema; ignored by the broker.' })),
+  listen: Type.Optional(Type.Object({
+    host: Type.Optional(HostSchema),
+    port: Type.Optional(PortSchema),
+    allowedHosts: Type.Optional(Type.Array(
+      Type.String({ pattern: HOST_PATTERN, description: 'A host name, optionally with :port.' }),
+      { default: [], description: 'Host header values answered besides loopback names and the listen address, e.g. the compose service name.' }
+    ))
+  }, { ...strict, description: 'Where the broker listens.' })),
+  profiles: Type.Optional(Type.Array(ProfileSchema, {
+    description: 'App registrations the broker serves. Absent or empty: one profile, "default" at /, from the AZURE_* and BROKER_* environment variables.'
+  })),
+  refresh: Type.Optional(Type.Object({
+    beforeSeconds: seconds('Refresh a token when less than this many seconds of its life are left.', 3600, DEFAULT_REFRESH.beforeSeconds),
+    timeoutSeconds: seconds('Time allowed for one token request to Entra ID.', 300, DEFAULT_REFRESH.timeoutSeconds)
+  }, { ...strict, description: 'Background token refresh.' })),
+  retry: Type.Optional(Type.Object({
+    maxWaitSeconds: seconds('Longest Retry-After of a 429 the broker waits out before retrying a GET or HEAD; a longer one is passed back.', 600, DEFAULT_RETRY.maxWaitSeconds),
+    maxAttempts: Type.Optional(Type.Integer({
+      minimum: 1,
+      maximum: 10,
+      default: DEFAULT_RETRY.maxAttempts,
+      description: 'Times a GET or HEAD is sent in all when the API answers 429; 1 never retries.'
+    }))
+  }, { ...strict, description: 'Retrying requests the Defender API throttled.' })),
+  upstreamTimeouts: Type.Optional(Type.Object({
+    connectSeconds: seconds('Time allowed to connect to the Defender API.', 300, DEFAULT_UPSTREAM_TIMEOUTS.connectSeconds),
+    responseSeconds: seconds('Time allowed for the response headers and between body chunks.', 3600, DEFAULT_UPSTREAM_TIMEOUTS.responseSeconds)
+  }, { ...strict, description: 'Timeouts of requests to the Defender API.' })),
+  clients: Type.Optional(Type.Array(ClientSchema, {
+    description: 'Keys the broker accepts. Absent or empty: any local process may use the broker, which then listens only on loopback unless allowUnauthenticated is true.'
+  })),
+  logLevel: Type.Optional(LogLevelSchema),
+  caFile: Type.Optional(filePath('PEM file of extra CA certificates trusted for outbound TLS (e.g. a TLS-inspecting proxy). BROKER_CA_FILE overrides it.')),
+  allowUnauthenticated: Type.Optional(Type.Boolean({
+    default: false,
+    description: 'Accept listening on a non-loopback address with no clients. BROKER_ALLOW_UNAUTHENTICATED overrides it.'
+  }))
+}, { ...strict, description: 'defender-token-broker configuration file (YAML or JSON).' })
+
+export type ConfigFile = Static<typeof ConfigFileSchema>
+export type ProfileFile = Static<typeof ProfileSchema>
+export type ClientFile = Static<typeof ClientSchema>
+export type CredentialFile = ProfileFile['credential']
+export type LogLevel = Static<typeof LogLevelSchema>
