@@ -1,95 +1,72 @@
-import createError from '@fastify/error'
-
 /**
  * Every error the broker answers with itself, in one place. The body has the Defender API's
  * own shape, `{"error":{"code","message","target"}}`, so tools parse both alike. Messages say
  * what to do and never hold a secret, a token or a key: arguments are only ever paths, names
- * and numbers.
+ * and numbers. (Codes keep their case, which is why this is not @fastify/error: it upper-cases.)
  */
-export const BrokerBadRequestTarget = createError<'BrokerBadRequestTarget', 400, [string]>(
-  'BrokerBadRequestTarget',
-  'The request target is not allowed: %s. Send an origin-form path such as /api/alerts.',
-  400
-)
-export const BrokerUnauthenticated = createError<'BrokerUnauthenticated', 401, []>(
-  'BrokerUnauthenticated',
-  'A valid broker client key is required: send it as "Authorization: Bearer <key>" or "X-Broker-Key: <key>".',
-  401
-)
-export const BrokerForbidden = createError<'BrokerForbidden', 403, [string]>(
-  'BrokerForbidden',
-  'The request is not allowed: %s.',
-  403
-)
-export const BrokerMissingPermission = createError<'BrokerMissingPermission', 403, [string, string]>(
-  'BrokerMissingPermission',
-  'The app lacks the permission for %s: grant the WindowsDefenderATP application permission %s and grant admin consent.',
-  403
-)
-export const BrokerNotFound = createError<'BrokerNotFound', 404, [string]>(
-  'BrokerNotFound',
-  'No profile serves %s: check the base URL and the profiles\' basePath.',
-  404
-)
-export const BrokerMisdirected = createError<'BrokerMisdirected', 421, [string]>(
-  'BrokerMisdirected',
-  'The Host header %s is not one this broker answers to: add it to listen.allowedHosts.',
-  421
-)
-export const BrokerRateLimited = createError<'BrokerRateLimited', 429, [string, number]>(
-  'BrokerRateLimited',
-  'The local budget of profile %s is spent: retry after %d seconds.',
-  429
-)
-export const BrokerUpstreamUnreachable = createError<'BrokerUpstreamUnreachable', 502, [string, string]>(
-  'BrokerUpstreamUnreachable',
-  'The Defender API at %s could not be reached (%s): check the network, proxy and upstream settings.',
-  502
-)
-export const BrokerTokenUnavailable = createError<'BrokerTokenUnavailable', 503, [string, number]>(
-  'BrokerTokenUnavailable',
-  'No valid token for profile %s: Entra ID did not issue one; retry after %d seconds and see /status for the reason.',
-  503
-)
-export const BrokerUpstreamTimeout = createError<'BrokerUpstreamTimeout', 504, [string]>(
-  'BrokerUpstreamTimeout',
-  'The Defender API at %s did not answer in time.',
-  504
-)
-
-export const BrokerBadRequest = createError<'BrokerBadRequest', 400, [string]>(
-  'BrokerBadRequest',
-  'The request cannot be forwarded: %s.',
-  400
-)
-export const BrokerInternalError = createError<'BrokerInternalError', 500, []>(
-  'BrokerInternalError',
-  'The broker failed to handle the request: see its log for the request id.',
-  500
-)
-
-/** Errors that stop the process before it serves: bad settings, unreadable files. */
-export const BrokerConfigInvalid = createError<'BROKER_CONFIG_INVALID', [string, string]>(
-  'BROKER_CONFIG_INVALID',
-  '%s: %s'
-)
-
-export interface BrokerHttpError extends Error {
-  code: string
-  statusCode: number
+export class BrokerHttpError extends Error {
+  readonly code: string
+  readonly statusCode: number
   /** Seconds, sent as `Retry-After`. */
   retryAfter?: number
+
+  constructor (code: string, statusCode: number, message: string) {
+    super(message)
+    this.name = code
+    this.code = code
+    this.statusCode = statusCode
+  }
 }
+
+function defineError<A extends unknown[]> (code: string, statusCode: number, message: (...args: A) => string) {
+  return class extends BrokerHttpError {
+    constructor (...args: A) {
+      super(code, statusCode, message(...args))
+    }
+  }
+}
+
+/** Errors that stop the process before it serves: bad settings, unreadable files. */
+export class BrokerStartupError extends Error {
+  readonly code: string
+  constructor (code: string, message: string) {
+    super(message)
+    this.name = code
+    this.code = code
+  }
+}
+
+function defineConfigError<A extends unknown[]> (code: string, message: (...args: A) => string) {
+  return class extends BrokerStartupError {
+    constructor (...args: A) {
+      super(code, message(...args))
+    }
+  }
+}
+
+export const BrokerBadRequestTarget = defineError('BrokerBadRequestTarget', 400, (reason: string) => `The request target is not allowed: ${reason}. Send an origin-form path such as /api/alerts.`)
+export const BrokerUnauthenticated = defineError('BrokerUnauthenticated', 401, () => `A valid broker client key is required: send it as "Authorization: Bearer <key>" or "X-Broker-Key: <key>".`)
+export const BrokerForbidden = defineError('BrokerForbidden', 403, (reason: string) => `The request is not allowed: ${reason}.`)
+export const BrokerMissingPermission = defineError('BrokerMissingPermission', 403, (endpoint: string, permission: string) => `The app lacks the permission for ${endpoint}: grant the WindowsDefenderATP application permission ${permission} and grant admin consent.`)
+export const BrokerNotFound = defineError('BrokerNotFound', 404, (path: string) => `No profile serves ${path}: check the base URL and the profiles' basePath.`)
+export const BrokerMisdirected = defineError('BrokerMisdirected', 421, (host: string) => `The Host header ${host} is not one this broker answers to: add it to listen.allowedHosts.`)
+export const BrokerRateLimited = defineError('BrokerRateLimited', 429, (profile: string, seconds: number) => `The local budget of profile ${profile} is spent: retry after ${seconds} seconds.`)
+export const BrokerUpstreamUnreachable = defineError('BrokerUpstreamUnreachable', 502, (origin: string, reason: string) => `The Defender API at ${origin} could not be reached (${reason}): check the network, proxy and upstream settings.`)
+export const BrokerTokenUnavailable = defineError('BrokerTokenUnavailable', 503, (profile: string, seconds: number) => `No valid token for profile ${profile}: Entra ID did not issue one; retry after ${seconds} seconds and see /status for the reason.`)
+export const BrokerUpstreamTimeout = defineError('BrokerUpstreamTimeout', 504, (origin: string) => `The Defender API at ${origin} did not answer in time.`)
+
+export const BrokerBadRequest = defineError('BrokerBadRequest', 400, (reason: string) => `The request cannot be forwarded: ${reason}.`)
+export const BrokerInternalError = defineError('BrokerInternalError', 500, () => `The broker failed to handle the request: see its log for the request id.`)
+
+export const BrokerConfigInvalid = defineConfigError('BROKER_CONFIG_INVALID', (path: string, problem: string) => `${path}: ${problem}`)
 
 export function isBrokerHttpError (err: unknown): err is BrokerHttpError {
-  return err instanceof Error &&
-    typeof (err as BrokerHttpError).code === 'string' &&
-    (err as BrokerHttpError).code.startsWith('Broker') &&
-    typeof (err as BrokerHttpError).statusCode === 'number'
+  return err instanceof BrokerHttpError
 }
 
-export function withRetryAfter<E extends Error> (err: E, seconds: number): E & { retryAfter: number } {
-  return Object.assign(err, { retryAfter: Math.max(1, Math.ceil(seconds)) })
+export function withRetryAfter<E extends BrokerHttpError> (err: E, seconds: number): E {
+  err.retryAfter = Math.max(1, Math.ceil(seconds))
+  return err
 }
 
 export function errorBody (err: BrokerHttpError, requestId: string): string {

@@ -43,6 +43,7 @@ export async function startServer (config: Config, options: ServeOptions): Promi
   let closed: Promise<void> | undefined
   const close = () => {
     closed ??= (async () => {
+      grace.uninstall()
       await app.close()
       await options.onClose?.()
     })()
@@ -53,6 +54,5 @@ export async function startServer (config: Config, options: ServeOptions): Promi
     else logger.info({ signal }, 'shutting down: draining in-flight requests')
     await close()
   })
-  app.addHook('onClose', async () => grace.uninstall())
   return { app, url, close }
 }

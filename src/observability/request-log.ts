@@ -23,7 +23,6 @@ export class RequestLog extends LogController {
     const url = request.raw.url ?? ''
     const queryAt = url.indexOf('?')
     const line = {
-      reqId: request.id,
       client: request.broker?.client,
       profile: request.broker?.profile,
       method: request.raw.method,
