@@ -45,7 +45,7 @@ function defineConfigError<A extends unknown[]> (code: string, message: (...args
 }
 
 export const BrokerBadRequestTarget = defineError('BrokerBadRequestTarget', 400, (reason: string) => `The request target is not allowed: ${reason}. Send an origin-form path such as /api/alerts.`)
-export const BrokerUnauthenticated = defineError('BrokerUnauthenticated', 401, () => `A valid broker client key is required: send it as "Authorization: Bearer <key>" or "X-Broker-Key: <key>".`)
+export const BrokerUnauthenticated = defineError('BrokerUnauthenticated', 401, () => 'A valid broker client key is required: send it as "Authorization: Bearer <key>" or "X-Broker-Key: <key>".')
 export const BrokerForbidden = defineError('BrokerForbidden', 403, (reason: string) => `The request is not allowed: ${reason}.`)
 export const BrokerMissingPermission = defineError('BrokerMissingPermission', 403, (endpoint: string, permission: string) => `The app lacks the permission for ${endpoint}: grant the WindowsDefenderATP application permission ${permission} and grant admin consent.`)
 export const BrokerNotFound = defineError('BrokerNotFound', 404, (path: string) => `No profile serves ${path}: check the base URL and the profiles' basePath.`)
@@ -56,7 +56,7 @@ export const BrokerTokenUnavailable = defineError('BrokerTokenUnavailable', 503,
 export const BrokerUpstreamTimeout = defineError('BrokerUpstreamTimeout', 504, (origin: string) => `The Defender API at ${origin} did not answer in time.`)
 
 export const BrokerBadRequest = defineError('BrokerBadRequest', 400, (reason: string) => `The request cannot be forwarded: ${reason}.`)
-export const BrokerInternalError = defineError('BrokerInternalError', 500, () => `The broker failed to handle the request: see its log for the request id.`)
+export const BrokerInternalError = defineError('BrokerInternalError', 500, () => 'The broker failed to handle the request: see its log for the request id.')
 
 export const BrokerConfigInvalid = defineConfigError('BROKER_CONFIG_INVALID', (path: string, problem: string) => `${path}: ${problem}`)
 
