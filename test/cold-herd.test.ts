@@ -1,0 +1,17 @@
+import t from 'tap'
+import { request } from 'undici'
+import { startBrokerStack } from './helpers/broker.js'
+
+t.test('a cold herd of 200 concurrent requests costs one token request', async (t) => {
+  const stack = await startBrokerStack(t, { ready: false, simulator: { perMinute: 10_000 } })
+  const responses = await Promise.all(Array.from({ length: 200 }, () =>
+    request(`${stack.url}/api/alerts?$top=1`).then(async (res) => {
+      await res.body.dump()
+      return res.statusCode
+    })))
+  t.same(new Set(responses), new Set([200]), 'every request was served')
+  t.equal(stack.simulator.entra.tokenRequests, 1, 'one token request')
+  t.equal(stack.simulator.defender.requests.length, 200, 'every request reached the API')
+  t.ok(stack.simulator.defender.requests.every((r) => r.headers.authorization === `Bearer ${stack.simulator.entra.issuedTokens[0]}`),
+    'each carried the one token')
+})

@@ -1,0 +1,91 @@
+import { Writable } from 'node:stream'
+import type { FastifyInstance } from 'fastify'
+import { buildApp, type AppDeps } from '../../src/app.js'
+import type { Clock } from '../../src/clock.js'
+import { loadConfig } from '../../src/config/load.js'
+import type { Config } from '../../src/config/types.js'
+import { createLogger } from '../../src/observability/logger.js'
+import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.js'
+
+export interface LogSink {
+  lines: Array<Record<string, unknown>>
+  stream: Writable
+  /** Every line as written, for canary searches. */
+  text: () => string
+}
+
+/** A pino destination that keeps every line, for assertions on logs. */
+export function createLogSink (): LogSink {
+  const raw: string[] = []
+  const lines: Array<Record<string, unknown>> = []
+  const stream = new Writable({
+    write (chunk, _encoding, callback) {
+      for (const line of String(chunk).split('\n')) {
+        if (line === '') continue
+        raw.push(line)
+        lines.push(JSON.parse(line))
+      }
+      callback()
+    }
+  })
+  return { lines, stream, text: () => raw.join('\n') }
+}
+
+interface Teardown {
+  teardown: (fn: () => unknown) => void
+}
+
+export interface BrokerStack {
+  simulator: Simulator
+  app: FastifyInstance
+  config: Config
+  /** `http://127.0.0.1:PORT` of the broker. */
+  url: string
+  logs: LogSink
+}
+
+export interface BrokerStackOptions {
+  simulator?: SimulatorOptions
+  /** Environment on top of the simulator's credentials (e.g. BROKER_UPSTREAM for a custom upstream). */
+  env?: Record<string, string | undefined>
+  /** Changes to the loaded config (it is frozen: this makes a new one). */
+  config?: (config: Config) => Config
+  clock?: Clock
+  deps?: Partial<AppDeps>
+  /** Waits for the first token before returning (default true). */
+  ready?: boolean
+}
+
+/**
+ * The simulator (msal-node runs for real against it) and the broker built from the
+ * environment a user would set, listening on 127.0.0.1 port 0.
+ */
+export async function startBrokerStack (t: Teardown, options: BrokerStackOptions = {}): Promise<BrokerStack> {
+  const simulator = await startSimulator({ ...options.simulator, ...(options.clock ? { clock: options.clock } : {}) })
+  t.teardown(() => simulator.close())
+  const loaded = loadConfig({
+    env: {
+      AZURE_TENANT_ID: simulator.tenantId,
+      AZURE_CLIENT_ID: simulator.clientId,
+      AZURE_CLIENT_SECRET: simulator.clientSecret,
+      AZURE_AUTHORITY_HOST: simulator.entra.url,
+      BROKER_UPSTREAM: simulator.defender.url,
+      ...options.env
+    }
+  })
+  const withCa = { ...loaded, extraCaPem: simulator.caCertPem }
+  const config = Object.freeze(options.config ? options.config(withCa) : withCa)
+  const logs = createLogSink()
+  const app = await buildApp(config, {
+    logger: createLogger({ level: 'debug', destination: logs.stream }),
+    env: {},
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...options.deps
+  })
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  const url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+  if (options.ready !== false) await Promise.all(app.profiles.map((profile) => profile.tokens.get()))
+  return { simulator, app, config, url, logs }
+}
