@@ -1,0 +1,54 @@
+import { Transform, type TransformCallback } from 'node:stream'
+
+/** Whitespace allowed between the key, the colon and the value before the match is given up. */
+const MAX_GAP = 32
+
+function escapeRegExp (text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+}
+
+/**
+ * `@odata.nextLink` values that start with the upstream origin, as a pattern over a latin1
+ * string (one char per byte, so a UTF-8 sequence split across chunks passes through intact).
+ * JSON may escape `/` as `\/`; both spellings are matched.
+ */
+function nextLinkPattern (origin: string): RegExp {
+  const [scheme, rest] = origin.split('://') as [string, string]
+  const slash = '(?:\\/|\\\\\\/)'
+  return new RegExp(`("@odata\\.nextLink"\\s{0,${MAX_GAP}}:\\s{0,${MAX_GAP}}")${escapeRegExp(scheme)}:${slash}${slash}${escapeRegExp(rest)}(?=[\\\\/?"])`, 'gi')
+}
+
+/**
+ * Rewrites `@odata.nextLink` from the upstream origin to the broker's own base URL while the
+ * body streams: only a look-behind of one match's length is held back between chunks.
+ */
+export function createNextLinkRewriter (upstreamOrigin: string, brokerBase: string): Transform {
+  const pattern = nextLinkPattern(upstreamOrigin)
+  const replacement = `$1${brokerBase.replaceAll('$', '$$$$')}`
+  const holdBack = 2 * MAX_GAP + 20 + upstreamOrigin.length * 2
+  let carry = ''
+
+  function rewrite (text: string, final: boolean): string {
+    let cut = final ? text.length : Math.max(0, text.length - holdBack)
+    pattern.lastIndex = 0
+    for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
+      const end = match.index + match[0].length
+      // A match that straddles the cut is complete: keep it whole on this side.
+      if (match.index < cut && end > cut) cut = end
+    }
+    const head = text.slice(0, cut)
+    carry = text.slice(cut)
+    return head.replace(pattern, replacement)
+  }
+
+  return new Transform({
+    transform (chunk: Buffer, _encoding, callback: TransformCallback) {
+      const out = rewrite(carry + chunk.toString('latin1'), false)
+      callback(null, out.length > 0 ? Buffer.from(out, 'latin1') : undefined)
+    },
+    flush (callback: TransformCallback) {
+      const out = rewrite(carry, true)
+      callback(null, out.length > 0 ? Buffer.from(out, 'latin1') : undefined)
+    }
+  })
+}
