@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { runCheck } from './commands/check.js'
 import { runDemo } from './commands/demo.js'
+import { runKeygen } from './commands/keygen.js'
 import { runServe } from './commands/serve.js'
 
 const HELP = `defender-token-broker: holds an Entra ID app's credentials and forwards your tools'
@@ -13,6 +14,7 @@ Usage:
   defender-token-broker check [--config FILE] [--json]
                                                    get one token per profile and show what it allows
   defender-token-broker demo                       run against the built-in simulator (no Azure needed)
+  defender-token-broker keygen [NAME] [--json]     make a client key and print its config lines
 
 Options:
   --config FILE   YAML or JSON config file (or BROKER_CONFIG)
@@ -65,6 +67,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
   const options = { configPath: values.config, env: { ...env, ...overrides }, json: values.json }
 
   const [command = 'serve', ...rest] = positionals
+  if (command === 'keygen' && rest.length <= 1) return runKeygen({ ...options, name: rest[0] })
   if (rest.length > 0) {
     process.stderr.write(`defender-token-broker: unexpected argument ${rest[0]}\n\n${HELP}`)
     return 2
