@@ -1,0 +1,305 @@
+import { normalizePath } from '../inbound/rules.js'
+
+/**
+ * The Defender for Endpoint API's endpoints, from Microsoft's API reference
+ * (learn.microsoft.com/defender-endpoint/api/<page>): the application permissions each page's
+ * Permissions table lists, and every rate limit its Limitations section gives that differs from
+ * the API's general one. Where a page states only one of the two limits, the other stays at the
+ * general value, which still applies.
+ */
+
+export interface DefenderEndpoint {
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE'
+  /** Lower-case path pattern: `*` one segment, `**` the rest; a segment like `getpackageuri` or `getliveresponseresultdownloadlink(*)` (OData function call: `(*)` matches any parenthesised arguments) */
+  path: string
+  /** Application permissions, any one of which allows the call (as the docs' Permissions table lists them), the one to grant first. */
+  permissions: readonly string[]
+  /** Plain words for what the call does, e.g. 'isolate machines'. */
+  action: string
+  /** The documented limit when it differs from the API's general 100 a minute / 1500 an hour. */
+  rateLimit?: { perMinute: number, perHour: number }
+}
+
+export const GENERAL_RATE_LIMIT: Readonly<{ perMinute: number, perHour: number }> = Object.freeze({ perMinute: 100, perHour: 1500 })
+
+/** The WindowsDefenderATP application permissions, in plain words. */
+export const PERMISSION_WORDS: Readonly<Record<string, string>> = Object.freeze({
+  'Alert.Read.All': 'read alerts',
+  'Alert.ReadWrite.All': 'read and update alerts',
+  'Machine.Read.All': 'read machines',
+  'Machine.ReadWrite.All': 'read and update machines (tags, device value)',
+  'Machine.Isolate': 'isolate and release machines',
+  'Machine.RestrictExecution': 'restrict code execution on machines',
+  'Machine.Scan': 'run antivirus scans',
+  'Machine.CollectForensics': 'collect investigation packages',
+  'Machine.LiveResponse': 'run live response',
+  'Machine.StopAndQuarantine': 'stop and quarantine files',
+  'Machine.Offboard': 'offboard machines',
+  'AdvancedQuery.Read.All': 'run advanced hunting queries',
+  'Ti.ReadWrite': 'manage its own indicators',
+  'Ti.ReadWrite.All': 'manage all indicators',
+  'Ti.Read.All': 'read indicators',
+  'File.Read.All': 'read file information',
+  'Ip.Read.All': 'read IP address information',
+  'Url.Read.All': 'read URL and domain information',
+  'User.Read.All': 'read user information',
+  'Vulnerability.Read.All': 'read vulnerabilities',
+  'Software.Read.All': 'read software inventory',
+  'SecurityRecommendation.Read.All': 'read security recommendations',
+  'Score.Read.All': 'read exposure and secure scores',
+  'SecurityConfiguration.Read.All': 'read security configuration',
+  'RemediationTasks.Read.All': 'read remediation tasks',
+  'Library.Manage': 'manage the live response library'
+})
+
+const ALERT_READ = ['Alert.Read.All', 'Alert.ReadWrite.All']
+const ALERT_WRITE = ['Alert.ReadWrite.All']
+const MACHINE_READ = ['Machine.Read.All', 'Machine.ReadWrite.All']
+const MACHINE_WRITE = ['Machine.ReadWrite.All']
+const INDICATORS = ['Ti.ReadWrite', 'Ti.ReadWrite.All']
+const MACHINE_ACTIONS = [
+  'Machine.CollectForensics', 'Machine.Isolate', 'Machine.RestrictExecution', 'Machine.Scan',
+  'Machine.Offboard', 'Machine.StopAndQuarantine', 'Machine.LiveResponse'
+]
+
+const TABLE: DefenderEndpoint[] = [
+  // learn: get-alerts, get-alert-info-by-id
+  { method: 'GET', path: '/api/alerts', permissions: ALERT_READ, action: 'list alerts' },
+  { method: 'GET', path: '/api/alerts/*', permissions: ALERT_READ, action: 'read an alert' },
+  // learn: update-alert (the page misspells the permission as Alerts.ReadWrite.All)
+  { method: 'PATCH', path: '/api/alerts/*', permissions: ALERT_WRITE, action: 'update an alert' },
+  // learn: batch-update-alerts
+  { method: 'POST', path: '/api/alerts/batchupdate', permissions: ALERT_WRITE, action: 'update alerts in a batch', rateLimit: { perMinute: 10, perHour: 500 } },
+  // learn: create-alert-by-reference (15 a minute; no hourly figure)
+  { method: 'POST', path: '/api/alerts/createalertbyreference', permissions: ALERT_WRITE, action: 'create an alert from an event', rateLimit: { perMinute: 15, perHour: 1500 } },
+  // learn: get-alert-related-files-info, -ip-info, -domain-info, -machine-info, -user-info
+  { method: 'GET', path: '/api/alerts/*/files', permissions: ['File.Read.All'], action: "read an alert's files" },
+  { method: 'GET', path: '/api/alerts/*/ips', permissions: ['Ip.Read.All'], action: "read an alert's IP addresses" },
+  { method: 'GET', path: '/api/alerts/*/domains', permissions: ['Url.Read.All'], action: "read an alert's domains" },
+  { method: 'GET', path: '/api/alerts/*/machine', permissions: MACHINE_READ, action: "read an alert's machine" },
+  { method: 'GET', path: '/api/alerts/*/user', permissions: ['User.Read.All'], action: "read an alert's user" },
+
+  // learn: get-machines, get-machine-by-id, update-machine-method
+  { method: 'GET', path: '/api/machines', permissions: MACHINE_READ, action: 'list machines' },
+  { method: 'GET', path: '/api/machines/*', permissions: MACHINE_READ, action: 'read a machine' },
+  { method: 'PATCH', path: '/api/machines/*', permissions: MACHINE_WRITE, action: "update a machine's tags and device value" },
+  // learn: get-machine-log-on-users, get-machine-related-alerts
+  { method: 'GET', path: '/api/machines/*/logonusers', permissions: ['User.Read.All'], action: "read a machine's logged-on users" },
+  { method: 'GET', path: '/api/machines/*/alerts', permissions: ALERT_READ, action: "read a machine's alerts" },
+  // learn: get-installed-software, get-discovered-vulnerabilities, get-security-recommendations, get-missing-kbs-machine
+  { method: 'GET', path: '/api/machines/*/software', permissions: ['Software.Read.All'], action: "read a machine's installed software" },
+  { method: 'GET', path: '/api/machines/*/vulnerabilities', permissions: ['Vulnerability.Read.All'], action: "read a machine's vulnerabilities", rateLimit: { perMinute: 50, perHour: 1500 } },
+  { method: 'GET', path: '/api/machines/*/recommendations', permissions: ['SecurityRecommendation.Read.All'], action: "read a machine's security recommendations" },
+  { method: 'GET', path: '/api/machines/*/getmissingkbs', permissions: ['Software.Read.All'], action: "read a machine's missing updates" },
+  // learn: add-or-remove-machine-tags, add-or-remove-multiple-machine-tags
+  { method: 'POST', path: '/api/machines/*/tags', permissions: MACHINE_WRITE, action: "add or remove a machine's tag" },
+  { method: 'POST', path: '/api/machines/addorremovetagformultiplemachines', permissions: MACHINE_WRITE, action: 'add or remove a tag on many machines' },
+  // learn: find-machines-by-ip, find-machine-info-by-ip, find-machines-by-tag
+  { method: 'GET', path: '/api/machines/findbyip(*)', permissions: MACHINE_READ, action: 'find machines by internal IP' },
+  { method: 'GET', path: '/api/machines/find(*)', permissions: MACHINE_READ, action: 'find machines by internal IP' },
+  { method: 'GET', path: '/api/machines/findbytag', permissions: MACHINE_READ, action: 'find machines by tag' },
+
+  // learn: isolate-machine, unisolate-machine
+  { method: 'POST', path: '/api/machines/*/isolate', permissions: ['Machine.Isolate'], action: 'isolate machines' },
+  { method: 'POST', path: '/api/machines/*/unisolate', permissions: ['Machine.Isolate'], action: 'release machines from isolation' },
+  // learn: restrict-code-execution, unrestrict-code-execution
+  { method: 'POST', path: '/api/machines/*/restrictcodeexecution', permissions: ['Machine.RestrictExecution'], action: 'restrict code execution on machines' },
+  { method: 'POST', path: '/api/machines/*/unrestrictcodeexecution', permissions: ['Machine.RestrictExecution'], action: 'lift code execution restrictions' },
+  // learn: run-av-scan, collect-investigation-package, offboard-machine-api
+  { method: 'POST', path: '/api/machines/*/runantivirusscan', permissions: ['Machine.Scan'], action: 'run antivirus scans' },
+  { method: 'POST', path: '/api/machines/*/collectinvestigationpackage', permissions: ['Machine.CollectForensics'], action: 'collect investigation packages' },
+  { method: 'POST', path: '/api/machines/*/offboard', permissions: ['Machine.Offboard'], action: 'offboard machines' },
+  // learn: stop-and-quarantine-file (the page also lists the two machine read permissions)
+  { method: 'POST', path: '/api/machines/*/stopandquarantinefile', permissions: ['Machine.StopAndQuarantine', ...MACHINE_READ], action: 'stop and quarantine files' },
+  // learn: run-live-response (10 a minute; no hourly figure)
+  { method: 'POST', path: '/api/machines/*/runliveresponse', permissions: ['Machine.LiveResponse'], action: 'run live response', rateLimit: { perMinute: 10, perHour: 1500 } },
+  // learn: initiate-autoir-investigation (50 an hour; no per-minute figure)
+  { method: 'POST', path: '/api/machines/*/startinvestigation', permissions: ALERT_WRITE, action: 'start automated investigations', rateLimit: { perMinute: 100, perHour: 50 } },
+  // learn: get-machineactions-collection, get-machineaction-object
+  { method: 'GET', path: '/api/machineactions', permissions: MACHINE_READ, action: 'list machine actions' },
+  { method: 'GET', path: '/api/machineactions/*', permissions: MACHINE_READ, action: 'read a machine action' },
+  // learn: get-package-sas-uri
+  { method: 'GET', path: '/api/machineactions/*/getpackageuri', permissions: MACHINE_READ, action: 'download investigation packages', rateLimit: { perMinute: 2, perHour: 120 } },
+  // learn: get-live-response-result
+  { method: 'GET', path: '/api/machineactions/*/getliveresponseresultdownloadlink(*)', permissions: MACHINE_READ, action: 'download live response results' },
+  // learn: cancel-machine-action
+  { method: 'POST', path: '/api/machineactions/*/cancel', permissions: MACHINE_ACTIONS, action: 'cancel machine actions' },
+
+  // learn: run-advanced-query-api
+  { method: 'POST', path: '/api/advancedqueries/run', permissions: ['AdvancedQuery.Read.All'], action: 'run advanced hunting queries', rateLimit: { perMinute: 45, perHour: 1500 } },
+
+  // learn: get-ti-indicators-collection, post-ti-indicator, delete-ti-indicator-by-id
+  { method: 'GET', path: '/api/indicators', permissions: INDICATORS, action: 'list indicators' },
+  { method: 'POST', path: '/api/indicators', permissions: INDICATORS, action: 'submit or update indicators' },
+  { method: 'DELETE', path: '/api/indicators/*', permissions: INDICATORS, action: 'delete indicators' },
+  // learn: import-ti-indicators (30 a minute; no hourly figure)
+  { method: 'POST', path: '/api/indicators/import', permissions: INDICATORS, action: 'import indicators in a batch', rateLimit: { perMinute: 30, perHour: 1500 } },
+  // learn: batch-delete-ti-indicators
+  { method: 'POST', path: '/api/indicators/batchdelete', permissions: INDICATORS, action: 'delete indicators in a batch', rateLimit: { perMinute: 30, perHour: 1500 } },
+
+  // learn: get-file-information, get-file-related-alerts, get-file-related-machines, get-file-statistics
+  { method: 'GET', path: '/api/files/*', permissions: ['File.Read.All'], action: 'read file information' },
+  { method: 'GET', path: '/api/files/*/alerts', permissions: ALERT_READ, action: "read a file's alerts" },
+  { method: 'GET', path: '/api/files/*/machines', permissions: MACHINE_READ, action: "read a file's machines" },
+  { method: 'GET', path: '/api/files/*/stats', permissions: ['File.Read.All'], action: "read a file's statistics" },
+
+  // learn: get-ip-related-alerts, get-ip-statistics
+  { method: 'GET', path: '/api/ips/*/alerts', permissions: ALERT_READ, action: "read an IP address's alerts" },
+  { method: 'GET', path: '/api/ips/*/stats', permissions: ['Ip.Read.All'], action: "read an IP address's statistics" },
+
+  // learn: get-domain-related-alerts, get-domain-related-machines, get-domain-statistics
+  { method: 'GET', path: '/api/domains/*/alerts', permissions: ALERT_READ, action: "read a domain's alerts" },
+  { method: 'GET', path: '/api/domains/*/machines', permissions: MACHINE_READ, action: "read a domain's machines" },
+  { method: 'GET', path: '/api/domains/*/stats', permissions: ['Url.Read.All'], action: "read a domain's statistics" },
+
+  // learn: get-user-related-alerts, get-user-related-machines
+  { method: 'GET', path: '/api/users/*/alerts', permissions: ALERT_READ, action: "read a user's alerts" },
+  { method: 'GET', path: '/api/users/*/machines', permissions: MACHINE_READ, action: "read a user's machines" },
+
+  // learn: get-all-vulnerabilities, get-vulnerability-by-id, get-machines-by-vulnerability, get-all-vulnerabilities-by-machines
+  { method: 'GET', path: '/api/vulnerabilities', permissions: ['Vulnerability.Read.All'], action: 'list vulnerabilities' },
+  { method: 'GET', path: '/api/vulnerabilities/*', permissions: ['Vulnerability.Read.All'], action: 'read a vulnerability' },
+  { method: 'GET', path: '/api/vulnerabilities/*/machinereferences', permissions: ['Vulnerability.Read.All'], action: "read a vulnerability's machines" },
+  { method: 'GET', path: '/api/vulnerabilities/machinesvulnerabilities', permissions: ['Vulnerability.Read.All'], action: 'list vulnerabilities by machine and software' },
+
+  // learn: get-software, get-software-by-id, get-software-ver-distribution, get-machines-by-software, get-vuln-by-software, get-missing-kbs-software
+  { method: 'GET', path: '/api/software', permissions: ['Software.Read.All'], action: 'list software' },
+  { method: 'GET', path: '/api/software/*', permissions: ['Software.Read.All'], action: 'read software' },
+  { method: 'GET', path: '/api/software/*/distributions', permissions: ['Software.Read.All'], action: "read software's version distribution" },
+  { method: 'GET', path: '/api/software/*/machinereferences', permissions: ['Software.Read.All'], action: "read software's machines" },
+  { method: 'GET', path: '/api/software/*/vulnerabilities', permissions: ['Vulnerability.Read.All'], action: "read software's vulnerabilities" },
+  { method: 'GET', path: '/api/software/*/getmissingkbs', permissions: ['Software.Read.All'], action: "read software's missing updates" },
+
+  // learn: get-all-recommendations, get-recommendation-by-id, list-recommendation-software, get-recommendation-machines, get-recommendation-vulnerabilities
+  { method: 'GET', path: '/api/recommendations', permissions: ['SecurityRecommendation.Read.All'], action: 'list security recommendations' },
+  { method: 'GET', path: '/api/recommendations/*', permissions: ['SecurityRecommendation.Read.All'], action: 'read a security recommendation' },
+  { method: 'GET', path: '/api/recommendations/*/software', permissions: ['Software.Read.All'], action: "read a recommendation's software" },
+  { method: 'GET', path: '/api/recommendations/*/machinereferences', permissions: ['SecurityRecommendation.Read.All'], action: "read a recommendation's machines" },
+  { method: 'GET', path: '/api/recommendations/*/vulnerabilities', permissions: ['Vulnerability.Read.All'], action: "read a recommendation's vulnerabilities" },
+
+  // learn: get-exposure-score, get-machine-group-exposure-score, get-device-secure-score
+  { method: 'GET', path: '/api/exposurescore', permissions: ['Score.Read.All'], action: 'read the exposure score' },
+  { method: 'GET', path: '/api/exposurescore/bymachinegroups', permissions: ['Score.Read.All'], action: 'read exposure scores by device group' },
+  { method: 'GET', path: '/api/configurationscore', permissions: ['Score.Read.All'], action: 'read the device secure score' },
+
+  // learn: get-investigation-collection, get-investigation-object
+  { method: 'GET', path: '/api/investigations', permissions: ALERT_READ, action: 'list automated investigations' },
+  { method: 'GET', path: '/api/investigations/*', permissions: ALERT_READ, action: 'read an automated investigation' },
+
+  // learn: get-remediation-all-activities, get-remediation-one-activity, get-remediation-exposed-devices-activities
+  { method: 'GET', path: '/api/remediationtasks', permissions: ['RemediationTasks.Read.All'], action: 'list remediation activities' },
+  { method: 'GET', path: '/api/remediationtasks/*', permissions: ['RemediationTasks.Read.All'], action: 'read a remediation activity' },
+  { method: 'GET', path: '/api/remediationtasks/*/machinereferences', permissions: ['RemediationTasks.Read.All'], action: "read a remediation activity's machines" },
+
+  // learn: list-library-files, upload-library, delete-library
+  { method: 'GET', path: '/api/libraryfiles', permissions: ['Library.Manage'], action: 'list live response library files' },
+  { method: 'POST', path: '/api/libraryfiles', permissions: ['Library.Manage'], action: 'upload live response library files' },
+  { method: 'DELETE', path: '/api/libraryfiles/*', permissions: ['Library.Manage'], action: 'delete live response library files' }
+]
+
+export const DEFENDER_ENDPOINTS: readonly DefenderEndpoint[] = Object.freeze(TABLE.map((endpoint) => Object.freeze({
+  ...endpoint,
+  permissions: Object.freeze([...endpoint.permissions]),
+  ...(endpoint.rateLimit === undefined ? {} : { rateLimit: Object.freeze({ ...endpoint.rateLimit }) })
+})))
+
+/** Segment kinds, ranked: a literal is more specific than a function call, which is more than `*`, then `**`. */
+const LITERAL = 3
+const CALL = 2
+const ONE = 1
+const REST = 0
+
+interface Segment {
+  rank: number
+  text: string
+}
+
+interface Compiled {
+  endpoint: DefenderEndpoint
+  segments: Segment[]
+}
+
+function compileSegment (part: string): Segment {
+  if (part === '**') return { rank: REST, text: '' }
+  if (part === '*') return { rank: ONE, text: '' }
+  if (part.endsWith('(*)')) return { rank: CALL, text: part.slice(0, -2) }
+  return { rank: LITERAL, text: part }
+}
+
+const BY_METHOD = new Map<string, Compiled[]>()
+for (const endpoint of DEFENDER_ENDPOINTS) {
+  const compiled = { endpoint, segments: endpoint.path.split('/').slice(1).map(compileSegment) }
+  const list = BY_METHOD.get(endpoint.method) ?? []
+  list.push(compiled)
+  BY_METHOD.set(endpoint.method, list)
+}
+
+// An OData function's parentheses may arrive percent-encoded; they are not unreserved, so
+// normalizePath leaves them as they came.
+function decodeParentheses (segment: string): string {
+  return segment.replaceAll('%28', '(').replaceAll('%29', ')')
+}
+
+function matches (pattern: Segment[], path: string[]): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    const part = pattern[i] as Segment
+    if (part.rank === REST) return true
+    const segment = path[i]
+    if (segment === undefined) return false
+    if (part.rank === LITERAL && segment !== part.text) return false
+    if (part.rank === CALL) {
+      const call = decodeParentheses(segment)
+      if (!call.startsWith(part.text) || !call.endsWith(')')) return false
+    }
+  }
+  return pattern.length === path.length
+}
+
+/** Positive when `a` is more specific than `b`: the first segment where they differ decides. */
+function compareSpecificity (a: Segment[], b: Segment[]): number {
+  const length = Math.max(a.length, b.length)
+  for (let i = 0; i < length; i++) {
+    const difference = (a[i]?.rank ?? -1) - (b[i]?.rank ?? -1)
+    if (difference !== 0) return difference
+  }
+  return 0
+}
+
+const VERSION = /^v\d+(\.\d+)?$/
+
+/** Path segments as the API routes them: an explicit `/api/v1.0/` version and a trailing `/` make no difference. */
+function pathSegments (target: string): string[] {
+  const segments = normalizePath(target).split('/').slice(1)
+  if (segments[0] === 'api' && VERSION.test(segments[1] ?? '')) segments.splice(1, 1)
+  if (segments.length > 1 && segments.at(-1) === '') segments.pop()
+  return segments
+}
+
+/**
+ * The endpoint a request is for (method + request target incl. query, matched on normalizePath's
+ * output: lower-case, unreserved chars decoded, query dropped), or undefined for an unknown one.
+ * Most specific wins when several match (literal segments over `*`). HEAD matches GET entries.
+ */
+export function findEndpoint (method: string, target: string): DefenderEndpoint | undefined {
+  const upper = method.toUpperCase()
+  const candidates = BY_METHOD.get(upper === 'HEAD' ? 'GET' : upper)
+  if (candidates === undefined) return undefined
+  const path = pathSegments(target)
+  let best: Compiled | undefined
+  for (const candidate of candidates) {
+    if (!matches(candidate.segments, path)) continue
+    if (best === undefined || compareSpecificity(candidate.segments, best.segments) > 0) best = candidate
+  }
+  return best?.endpoint
+}
+
+/**
+ * Undefined when `roles` (a token's `roles` claim) hold any of the endpoint's permissions;
+ * otherwise the permission to grant, the first (least-privileged) one listed. Names compare
+ * case-insensitively: the docs spell some of them differently (`URL.Read.All`).
+ */
+export function missingPermission (endpoint: DefenderEndpoint, roles: readonly string[]): string | undefined {
+  const held = new Set(roles.map((role) => role.toLowerCase()))
+  if (endpoint.permissions.some((permission) => held.has(permission.toLowerCase()))) return undefined
+  return endpoint.permissions[0]
+}
