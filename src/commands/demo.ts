@@ -30,7 +30,9 @@ export async function runDemo (options: CommandOptions): Promise<number> {
     broker = await startServer(config, { logger, env: {}, demo: true, onClose: () => simulator.close() })
     await Promise.all(broker.app.profiles.map((profile) => profile.tokens.get()))
   } catch (err) {
-    await simulator.close()
+    // A broker already listening would keep the process alive after the error: close it too.
+    if (broker === undefined) await simulator.close()
+    else await broker.close()
     const error = err as { code?: string, message?: string }
     if (error.code === 'EADDRINUSE' || error.code === 'BROKER_CONFIG_INVALID') {
       process.stderr.write(`defender-token-broker: ${error.message} (try --port)\n`)
