@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
@@ -52,17 +53,26 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   const logger = deps.logger
   logTokenEvents(profiles, logger)
 
+  // The refusal says `connection: close`, so no request pipelined behind it may run (RFC 9112 9.6).
+  const refusedConnections = new WeakSet<object>()
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new RequestLog(),
     genReqId: requestId,
     requestIdHeader: false,
     return503OnClosing: true,
+    clientErrorHandler: (err, socket) => rejectUnparsable(err, socket, logger),
     serverFactory: (handler) => createServer((req: IncomingMessage, res: ServerResponse) => {
+      if (refusedConnections.has(req.socket)) return
       // Before routing, hooks and everything else: a target that could mean another path or
       // another origin is answered here and goes no further.
-      const reason = checkRequestTarget(req.url)
-      if (reason !== undefined) return rejectTarget(req, res, reason, logger)
+      const reason = req.httpVersionMajor === 1
+        ? checkRequestTarget(req.url)
+        : 'a request line with no HTTP/1.x version (a line break in the target)'
+      if (reason !== undefined) {
+        refusedConnections.add(req.socket)
+        return rejectTarget(req, res, reason, logger)
+      }
       handler(req, res)
     })
   })
@@ -122,4 +132,26 @@ function rejectTarget (req: IncomingMessage, res: ServerResponse, reason: string
     connection: 'close'
   })
   res.end(body)
+}
+
+/** Bytes Node's HTTP parser refuses never reach a handler; they still get the API's error shape and an id. */
+function rejectUnparsable (err: Error & { code?: string }, socket: Duplex, logger: Logger): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const error: BrokerHttpError = err.code === 'HPE_INVALID_URL'
+    ? new BrokerBadRequestTarget('a control, space or non-ASCII character')
+    : err.code === 'HPE_HEADER_OVERFLOW'
+      ? Object.assign(new BrokerBadRequest('its headers are too large'), { statusCode: 431 })
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? Object.assign(new BrokerBadRequest('it did not arrive in time'), { statusCode: 408 })
+        : new BrokerBadRequest('it is not valid HTTP/1.1')
+  const id = randomUUID()
+  const body = errorBody(error, id)
+  logger.info({ reqId: id, status: error.statusCode, reason: err.code }, 'request refused by the HTTP parser')
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode]}\r\n` +
+      'content-type: application/json; charset=utf-8\r\n' +
+      `content-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
 }

@@ -7,10 +7,13 @@ const REQUEST_DROPPED = new Set([
   'x-request-id'
 ])
 
-/** Never passed back: hop-by-hop, and cookies of the API's that a tool has no use for. */
+/**
+ * Never passed back: hop-by-hop, cookies of the API's that a tool has no use for, and an
+ * `x-request-id` that would hide the broker's own (the one its log and error bodies name).
+ */
 const RESPONSE_DROPPED = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'proxy-authenticate', 'set-cookie'
+  'proxy-authenticate', 'set-cookie', 'x-request-id'
 ])
 
 function connectionTokens (value: string | string[] | undefined): Set<string> | undefined {

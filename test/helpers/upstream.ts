@@ -1,0 +1,153 @@
+import { once } from 'node:events'
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { connect, type AddressInfo } from 'node:net'
+
+interface Teardown {
+  teardown: (fn: () => unknown) => void
+}
+
+export interface UpstreamRequest {
+  method: string
+  /** The request target exactly as it arrived. */
+  url: string
+  headers: IncomingHttpHeaders
+  /** Names and values as sent, in order: shows what a parsed header object would merge or hide. */
+  rawHeaders: string[]
+  /** Filled in by `readBody` (and so by the default handler); empty until then. */
+  body: Buffer
+}
+
+export type UpstreamHandler = (req: IncomingMessage, res: ServerResponse, recorded: UpstreamRequest) => void
+
+export interface Upstream {
+  /** `http://127.0.0.1:PORT`: what `BROKER_UPSTREAM` and `ProfileConfig.upstream` take. */
+  url: string
+  /** `127.0.0.1:PORT`: the Host header a request to it carries. */
+  host: string
+  server: Server
+  /** Every request that reached this upstream, in order of arrival. */
+  requests: UpstreamRequest[]
+  /** Resolves with the next request to arrive (its handler has already been called). */
+  nextRequest: () => Promise<{ req: IncomingMessage, res: ServerResponse, recorded: UpstreamRequest }>
+}
+
+/** Reads a whole (small) request body into `recorded.body`. */
+export async function readBody (req: IncomingMessage, recorded?: UpstreamRequest): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of req) chunks.push(chunk as Buffer)
+  const body = Buffer.concat(chunks)
+  if (recorded !== undefined) recorded.body = body
+  return body
+}
+
+/** Reads the body, then answers 200 with a small JSON body. */
+export const recordAndAnswer: UpstreamHandler = (req, res, recorded) => {
+  readBody(req, recorded).then(() => {
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' })
+    res.end('{"value":[]}')
+  }, () => res.destroy())
+}
+
+/**
+ * A plain http "Defender API" on 127.0.0.1 port 0 whose every request is recorded; `handler`
+ * answers (the default reads the body and answers 200).
+ */
+export async function startUpstream (t: Teardown, handler: UpstreamHandler = recordAndAnswer): Promise<Upstream> {
+  const requests: UpstreamRequest[] = []
+  const server = createServer((req, res) => {
+    const recorded: UpstreamRequest = {
+      method: req.method as string,
+      url: req.url as string,
+      headers: req.headers,
+      rawHeaders: req.rawHeaders,
+      body: Buffer.alloc(0)
+    }
+    requests.push(recorded)
+    handler(req, res, recorded)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    server.closeAllConnections()
+    return new Promise((resolve) => server.close(resolve))
+  })
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    server,
+    requests,
+    nextRequest: async () => {
+      const [req, res] = await once(server, 'request') as [IncomingMessage, ServerResponse]
+      return { req, res, recorded: requests[requests.length - 1] as UpstreamRequest }
+    }
+  }
+}
+
+/** A loopback port that was just open and is now closed: connecting to it is refused. */
+export async function closedPort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+export interface RawResponse {
+  /** Everything the server sent before closing the connection. */
+  text: string
+  status: number | undefined
+  /** Lower-case names; repeated headers keep every value. */
+  headers: Record<string, string[]>
+  body: string
+}
+
+/**
+ * Writes `bytes` as they are to `url`'s host and port and reads until the server closes the
+ * connection: HTTP clients normalise request targets, this does not. Send `Connection: close`
+ * (or a request the server refuses) so that the server does close.
+ */
+export async function rawExchange (url: string, bytes: string | Buffer): Promise<RawResponse> {
+  const { hostname, port } = new URL(url)
+  const socket = connect(Number(port), hostname)
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  await once(socket, 'connect')
+  socket.write(bytes)
+  await new Promise<void>((resolve) => {
+    socket.once('close', () => resolve())
+    socket.once('error', () => {})
+  })
+  return parseRawResponse(Buffer.concat(chunks).toString('latin1'))
+}
+
+/** Parses one HTTP/1.1 response; a chunked body is decoded. */
+export function parseRawResponse (text: string): RawResponse {
+  const end = text.indexOf('\r\n\r\n')
+  if (end === -1) return { text, status: undefined, headers: {}, body: '' }
+  const [statusLine, ...lines] = text.slice(0, end).split('\r\n')
+  const headers: Record<string, string[]> = {}
+  for (const line of lines) {
+    const colon = line.indexOf(':')
+    const name = line.slice(0, colon).trim().toLowerCase()
+    ;(headers[name] ??= []).push(line.slice(colon + 1).trim())
+  }
+  let body = text.slice(end + 4)
+  if (headers['transfer-encoding']?.[0] === 'chunked') body = decodeChunked(body)
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? '')?.[1])
+  return { text, status: Number.isNaN(status) ? undefined : status, headers, body }
+}
+
+function decodeChunked (text: string): string {
+  let out = ''
+  let at = 0
+  for (;;) {
+    const lineEnd = text.indexOf('\r\n', at)
+    if (lineEnd === -1) return out
+    const size = parseInt(text.slice(at, lineEnd), 16)
+    if (Number.isNaN(size) || size === 0) return out
+    out += text.slice(lineEnd + 2, lineEnd + 2 + size)
+    at = lineEnd + 2 + size + 2
+  }
+}
