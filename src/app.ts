@@ -13,8 +13,9 @@ import { createOutboundDispatcher } from './outbound/dispatcher.js'
 import { RequestLog } from './observability/request-log.js'
 import { registerOwnEndpoints } from './observability/endpoints.js'
 import { logTokenEvents } from './observability/token-log.js'
+import { createMetrics } from './observability/metrics.js'
 import { createProfileRouter, createProfiles, type Profile } from './profiles.js'
-import { createForwarder } from './proxy/forward.js'
+import { createForwarder, upstreamError } from './proxy/forward.js'
 import { createAuthorizer, registerInbound } from './inbound/index.js'
 import { checkRequestTarget } from './proxy/request-target.js'
 
@@ -52,6 +53,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   const profiles = createProfiles(config, { dispatcher, clock, random: deps.random })
   const logger = deps.logger
   logTokenEvents(profiles, logger)
+  const metrics = createMetrics(profiles, clock)
 
   // The refusal says `connection: close`, so no request pipelined behind it may run (RFC 9112 9.6).
   const refusedConnections = new WeakSet<object>()
@@ -91,21 +93,24 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   app.setErrorHandler((error: Error & { statusCode?: number, code?: string }, request, reply) => {
     const brokerError: BrokerHttpError = isBrokerHttpError(error)
       ? error
-      : error.statusCode !== undefined && error.statusCode < 500
+      : request.broker?.upstream !== undefined && error.statusCode === undefined
+        ? upstreamError(error, request.broker.upstream)
+        : error.statusCode !== undefined && error.statusCode < 500
         ? Object.assign(new BrokerBadRequest(error.message), { statusCode: error.statusCode })
         : new BrokerInternalError()
     if (brokerError.statusCode >= 500 && !isBrokerHttpError(error)) {
       request.log.error({ err: { message: error.message, code: error.code } }, 'unexpected error')
     }
+    if (brokerError.statusCode < 500) metrics.inboundRejected(brokerError.code)
     if (brokerError.retryAfter !== undefined) reply.header('retry-after', String(brokerError.retryAfter))
     reply.code(brokerError.statusCode).type('application/json; charset=utf-8').send(errorBody(brokerError, request.id))
   })
 
   registerInbound(app, config)
-  registerOwnEndpoints(app, { profiles, clock })
+  registerOwnEndpoints(app, { profiles, clock, metrics })
 
   const forward = createForwarder({
-    dispatcher, config, route: createProfileRouter(profiles), authorize: createAuthorizer(profiles)
+    dispatcher, config, clock, metrics, route: createProfileRouter(profiles), authorize: createAuthorizer(profiles)
   })
   app.all('/*', forward)
 

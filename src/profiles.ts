@@ -2,12 +2,14 @@ import type { Dispatcher } from 'undici'
 import type { Clock } from './clock.js'
 import type { Config, ProfileConfig } from './config/types.js'
 import { createCredential, type Credential } from './credentials/index.js'
+import { ProfileBudget } from './ratelimit/profile-budget.js'
 import { TokenHolder } from './tokens/token-holder.js'
 
 export interface Profile {
   readonly config: ProfileConfig
   readonly credential: Credential
   readonly tokens: TokenHolder
+  readonly budget: ProfileBudget
 }
 
 export interface ProfileDeps {
@@ -28,7 +30,8 @@ export function createProfiles (config: Config, deps: ProfileDeps): Profile[] {
       timeoutMs,
       ...(deps.random ? { random: deps.random } : {})
     })
-    return { config: profileConfig, credential, tokens }
+    const budget = new ProfileBudget(profileConfig.name, profileConfig.rateLimit, deps.clock)
+    return { config: profileConfig, credential, tokens, budget }
   })
 }
 

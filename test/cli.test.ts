@@ -136,7 +136,7 @@ t.test('config errors exit 1 naming the setting, never the secret', async (t) =>
 t.test('serve on 0.0.0.0 with no client keys', async (t) => {
   const refused = await runCli(t, ['serve'], { env: canaryEnv({ BROKER_HOST: '0.0.0.0', BROKER_PORT: '0' }) })
   t.equal(refused.code, 1, 'refuses to start: exit code 1')
-  t.match(refused.stderr, /^defender-token-broker: listen\.host: the broker would listen on 0\.0\.0\.0 with no client keys/, 'says why')
+  t.match(refused.stderr, /^defender-token-broker: listen\.host \(BROKER_HOST\): the broker would listen on 0\.0\.0\.0 with no client keys/, 'says why')
   t.match(refused.stderr, /Add a client key/, 'says to add a client key')
   t.match(refused.stderr, /BROKER_ALLOW_UNAUTHENTICATED=true/, 'names the opt-out')
   t.equal(refused.stdout, '', 'never listened')

@@ -3,7 +3,11 @@ import { request } from 'undici'
 import { startBrokerStack } from './helpers/broker.js'
 
 t.test('a cold herd of 200 concurrent requests costs one token request', async (t) => {
-  const stack = await startBrokerStack(t, { ready: false, simulator: { perMinute: 10_000 } })
+  const stack = await startBrokerStack(t, {
+    ready: false,
+    simulator: { perMinute: 10_000 },
+    config: (c) => ({ ...c, profiles: c.profiles.map((p) => ({ ...p, rateLimit: { perMinute: 10_000, perHour: 10_000, maxQueueSeconds: 30 } })) })
+  })
   const responses = await Promise.all(Array.from({ length: 200 }, () =>
     request(`${stack.url}/api/alerts?$top=1`).then(async (res) => {
       await res.body.dump()

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import { getGlobalDispatcher, request, type Dispatcher } from 'undici'
 import type { ProfileConfig } from '../src/config/types.js'
 import { createTestPki } from '../src/simulator/index.js'
-import { startBrokerStack } from './helpers/broker.js'
+import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
 import { readBody, startUpstream, type UpstreamHandler } from './helpers/upstream.js'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -44,7 +44,7 @@ const pki = await createTestPki()
 const upstream = await startUpstream(t, echo)
 const fabrikamUpstream = await startUpstream(t, echo)
 const stack = await startBrokerStack(t, {
-  simulator: { pki },
+  simulator: { pki, roles: ALL_ROLES },
   env: { BROKER_UPSTREAM: upstream.url },
   config: (c) => {
     const first = c.profiles[0] as ProfileConfig
@@ -200,7 +200,7 @@ t.test('with client keys: the key is checked, then neither form of it goes upstr
   const key = 'broker-client-key-canary-7f3a'
   const keyed = await startUpstream(t)
   const keyedStack = await startBrokerStack(t, {
-    simulator: { pki },
+    simulator: { pki, roles: ALL_ROLES },
     env: { BROKER_UPSTREAM: keyed.url },
     config: (c) => ({
       ...c,

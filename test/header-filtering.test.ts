@@ -1,6 +1,6 @@
 import t from 'tap'
 import { request } from 'undici'
-import { startBrokerStack } from './helpers/broker.js'
+import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
 import { rawExchange, readBody, startUpstream } from './helpers/upstream.js'
 
 // Requests are written as raw bytes: HTTP clients refuse to send most hop-by-hop headers,
@@ -29,7 +29,7 @@ const upstream = await startUpstream(t, (req, res, recorded) => {
     res.end('{"value":[]}')
   }, () => res.destroy())
 })
-const stack = await startBrokerStack(t, { env: { BROKER_UPSTREAM: upstream.url } })
+const stack = await startBrokerStack(t, { simulator: { roles: ALL_ROLES }, env: { BROKER_UPSTREAM: upstream.url } })
 const brokerPort = new URL(stack.url).port
 
 const DROPPED_REQUEST_HEADERS = [

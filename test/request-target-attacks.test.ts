@@ -1,12 +1,12 @@
 import t, { type Test } from 'tap'
-import { startBrokerStack } from './helpers/broker.js'
+import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
 import { parseRawResponse, rawExchange, startUpstream, type RawResponse } from './helpers/upstream.js'
 
 // Raw bytes over a socket: HTTP client libraries normalise the request target, and an attacker
 // does not use one. Every case must be answered by the broker itself and reach no upstream.
 
 const upstream = await startUpstream(t)
-const stack = await startBrokerStack(t, { env: { BROKER_UPSTREAM: upstream.url } })
+const stack = await startBrokerStack(t, { simulator: { roles: ALL_ROLES }, env: { BROKER_UPSTREAM: upstream.url } })
 const brokerHost = new URL(stack.url).host
 
 const refused = (reason: string) => ({

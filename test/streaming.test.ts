@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t from 'tap'
 import { request } from 'undici'
-import { startBrokerStack } from './helpers/broker.js'
+import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
 import { startUpstream } from './helpers/upstream.js'
 
 const MiB = 1024 * 1024
@@ -118,7 +118,7 @@ const upstream = await startUpstream(t, (req, res) => {
   // Anything else is left unanswered, for the client to give up on.
   req.resume()
 })
-const stack = await startBrokerStack(t, { env: { BROKER_UPSTREAM: upstream.url } })
+const stack = await startBrokerStack(t, { simulator: { roles: ALL_ROLES }, env: { BROKER_UPSTREAM: upstream.url } })
 
 // A few MiB each way first, so that first-use costs (connections, compiled code, pools) are
 // not counted as growth of the transfers measured below.

@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import type { ProfileConfig } from '../src/config/types.js'
-import { startBrokerStack } from './helpers/broker.js'
+import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
 import { closedPort, rawExchange, readBody, startUpstream } from './helpers/upstream.js'
 
 const PART = Buffer.alloc(4096, 'a')
@@ -23,6 +23,9 @@ const upstream = await startUpstream(t, (req, res, recorded) => {
       return res.write(PART, () => res.socket?.destroy())
     case '/api/reset-mid-chunked-body':
       res.writeHead(200, { 'content-type': 'application/json' })
+      return res.write(`{"value":[${'{"id":1},'.repeat(1000)}`, () => res.socket?.destroy())
+    case '/api/reset-early-chunked-body':
+      res.writeHead(200, { 'content-type': 'application/json' })
       return res.write('{"value":[{"id":1},', () => res.socket?.destroy())
     default:
       readBody(req, recorded).then(() => res.end('{"value":[]}'), () => res.destroy())
@@ -31,6 +34,7 @@ const upstream = await startUpstream(t, (req, res, recorded) => {
 const downPort = await closedPort()
 const downOrigin = `http://127.0.0.1:${downPort}`
 const stack = await startBrokerStack(t, {
+  simulator: { roles: ALL_ROLES },
   env: { BROKER_UPSTREAM: upstream.url },
   config: (c) => {
     const first = c.profiles[0] as ProfileConfig
@@ -109,6 +113,22 @@ t.test('upstream resets mid-body: the client sees the response cut off', async (
     t.equal(res.statusCode, 200, `${path}: the headers had come through`)
     await t.rejects(res.body.text(), `${path}: reading the body fails rather than ending early and cleanly`)
   }
+  await assertStillServing(t)
+})
+
+t.test('a JSON page cut off before any of it reached the client is a 502', async (t) => {
+  // The nextLink rewrite holds back a few bytes; when the API fails within them, nothing has
+  // been sent yet and the client can be told plainly.
+  const res = await request(`${stack.url}/api/reset-early-chunked-body`)
+  const id = res.headers['x-request-id']
+  t.equal(res.statusCode, 502)
+  t.strictSame(await res.body.json(), {
+    error: {
+      code: 'BrokerUpstreamUnreachable',
+      message: `The Defender API at ${upstream.url} could not be reached (connection reset): check the network, proxy and upstream settings.`,
+      target: id
+    }
+  })
   await assertStillServing(t)
 })
 

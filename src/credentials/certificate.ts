@@ -1,6 +1,7 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { INetworkModule } from '@azure/msal-node'
+import { checkCertificateFile } from '../config/secret-files.js'
 import type { ProfileConfig, SecretSource } from '../config/types.js'
 import { BrokerConfigInvalid } from '../errors.js'
 import type { Credential } from './types.js'
@@ -20,6 +21,8 @@ const KEY_BLOCK = /-----BEGIN (?:ENCRYPTED |RSA |EC )?PRIVATE KEY-----[\s\S]+?--
 
 /** Reads a PEM holding the certificate and its key, as AZURE_CLIENT_CERTIFICATE_PATH does. */
 export function readCertificate (file: string, password?: string): CertificateMaterial {
+  // The checks of start-up again, a rotated file's mode included: it holds a private key.
+  checkCertificateFile(file, file, password !== undefined)
   const pem = readFileSync(file, 'utf8')
   const certificates = pem.match(CERTIFICATE_BLOCK)
   const key = pem.match(KEY_BLOCK)

@@ -40,9 +40,17 @@ export function createConfidentialClient (profile: ProfileConfig, networkClient:
 
   return async function acquire (auth: ClientAuth, key: string, signal: AbortSignal): Promise<AcquiredToken> {
     const client = appFor(auth, key)
-    const result = await runWithSignal(signal, () =>
-      client.acquireTokenByClientCredential({ scopes: [profile.scope], skipCache: true }))
-    return fromResult(result)
+    try {
+      const result = await runWithSignal(signal, () =>
+        client.acquireTokenByClientCredential({ scopes: [profile.scope], skipCache: true }))
+      return fromResult(result)
+    } catch (err) {
+      // After a 429 or 5xx, msal-node answers every call from its throttling cache for 60 s (or
+      // the Retry-After, up to an hour, on the real clock) without asking Entra ID. The token
+      // holder's backoff decides when to ask again, so the app and that cache go.
+      if (app === client) app = undefined
+      throw err
+    }
   }
 }
 

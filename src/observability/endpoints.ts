@@ -1,12 +1,14 @@
 import type { FastifyInstance } from 'fastify'
 import type { Clock } from '../clock.js'
 import type { Profile } from '../profiles.js'
+import type { BrokerMetrics } from './metrics.js'
 
 export const RESERVED_PATHS = ['/healthz', '/readyz', '/metrics', '/status'] as const
 
 export interface OwnEndpointsOptions {
   profiles: readonly Profile[]
   clock: Clock
+  metrics: BrokerMetrics
 }
 
 function iso (ms: number | undefined): string | undefined {
@@ -14,7 +16,7 @@ function iso (ms: number | undefined): string | undefined {
 }
 
 /** The broker's own routes; registered before the catch-all so no profile can shadow them. */
-export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock }: OwnEndpointsOptions): void {
+export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, metrics }: OwnEndpointsOptions): void {
   let closing = false
   app.addHook('preClose', async () => {
     closing = true
@@ -38,11 +40,16 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock }:
     return ready ? { status: 'ready' } : { status: 'not ready', reasons }
   })
 
+  app.get('/metrics', async (_request, reply) => {
+    reply.type(metrics.registry.contentType)
+    return metrics.registry.metrics()
+  })
+
   app.get('/status', async () => {
     const now = clock.now()
     return {
       time: iso(now),
-      profiles: profiles.map(({ config, tokens }) => {
+      profiles: profiles.map(({ config, tokens, budget }) => {
         const status = tokens.status()
         return {
           name: config.name,
@@ -61,6 +68,7 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock }:
             refreshAt: iso(status.refreshAt),
             roles: status.roles
           },
+          budget: budget.status(),
           nextAttemptAt: iso(status.retryAt),
           lastError: status.lastError === undefined
             ? undefined

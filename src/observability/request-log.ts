@@ -7,6 +7,8 @@ declare module 'fastify' {
       profile?: string
       client?: string
       upstreamRequestId?: string
+      /** Set once the API's response is being passed on: a stream error then is the API's. */
+      upstream?: string
     }
   }
 }

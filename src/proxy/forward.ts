@@ -1,67 +1,136 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
+import { sleep, type Clock } from '../clock.js'
 import type { Config } from '../config/types.js'
-import { BrokerBadRequestTarget, BrokerNotFound, BrokerUpstreamTimeout, BrokerUpstreamUnreachable } from '../errors.js'
+import { findEndpoint, missingPermission, type DefenderEndpoint } from '../defender/endpoints.js'
+import {
+  BrokerBadRequestTarget, BrokerMissingPermission, BrokerNotFound, BrokerUpstreamTimeout, BrokerUpstreamUnreachable
+} from '../errors.js'
+import type { BrokerMetrics } from '../observability/metrics.js'
 import type { Profile, ProfileMatch } from '../profiles.js'
-import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
+import type { HeldToken } from '../tokens/token-holder.js'
+import { upstreamRequestHeaders } from './headers.js'
+import { takeRequestBody, type RequestBody } from './request-body.js'
+import { shapeResponse } from './response.js'
+import { parseRetryAfter } from './retry-after.js'
 
 export interface ForwarderOptions {
   dispatcher: Dispatcher
   config: Config
+  clock: Clock
+  metrics: BrokerMetrics
   route: (target: string) => ProfileMatch | undefined
   authorize: (request: FastifyRequest, profile: Profile, upstreamTarget: string) => void
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
-/** The catch-all handler: one request in, the same request out to the profile's upstream. */
+/**
+ * The catch-all handler: one request in, the same request out to the profile's upstream, with
+ * what the Defender API needs around it: the permission preflight, the local budget, one replay
+ * after a 401 with a fresh token, waiting out a 429 for reads, and paging kept on the broker.
+ */
 export function createForwarder (options: ForwarderOptions) {
-  const { dispatcher, route, authorize } = options
+  const { dispatcher, route, authorize, clock, metrics } = options
   const responseTimeoutMs = options.config.upstreamTimeouts.responseSeconds * 1000
+  const { maxAttempts, maxWaitSeconds } = options.config.retry
 
   return async function forward (request: FastifyRequest, reply: FastifyReply) {
     const target = request.raw.url as string
     const match = route(target)
     if (match === undefined) throw new BrokerNotFound(target.split('?', 1)[0] as string)
     const { profile, upstreamTarget } = match
+    const name = profile.config.name
     const origin = profile.config.upstream
-    request.broker.profile = profile.config.name
+    const method = request.raw.method as string
+    request.broker.profile = name
     authorize(request, profile, upstreamTarget)
-
-    const token = await profile.tokens.get()
     assertSameOrigin(origin, upstreamTarget)
 
-    const abort = new AbortController()
-    const onClose = () => {
-      if (!reply.raw.writableFinished) abort.abort()
-    }
-    reply.raw.once('close', onClose)
+    const endpoint = findEndpoint(method, upstreamTarget)
+    let token = await profile.tokens.get()
+    preflight(endpoint, token)
 
-    const headers = request.headers
-    const hasBody = headers['transfer-encoding'] !== undefined ||
-      (headers['content-length'] !== undefined && headers['content-length'] !== '0')
-    let response: Dispatcher.ResponseData
-    try {
-      response = await dispatcher.request({
-        origin,
-        path: upstreamTarget,
-        method: request.raw.method as Dispatcher.HttpMethod,
-        headers: upstreamRequestHeaders(headers, `Bearer ${token.value}`),
-        body: hasBody ? request.raw : null,
-        signal: abort.signal,
-        headersTimeout: responseTimeoutMs,
-        bodyTimeout: responseTimeoutMs
-      })
-    } catch (err) {
-      if (abort.signal.aborted) return reply
-      throw upstreamError(err, origin)
+    const abort = new AbortController()
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) abort.abort()
+    })
+    const body = await takeRequestBody(request.raw)
+    const idempotentRead = method === 'GET' || method === 'HEAD'
+    let renewed = false
+
+    for (let attempt = 1; ; attempt++) {
+      const wait = profile.budget.acquire(endpoint?.rateLimit, abort.signal)
+      if (wait !== undefined) await wait
+      const started = performance.now()
+      let response: Dispatcher.ResponseData
+      try {
+        response = await dispatcher.request({
+          origin,
+          path: upstreamTarget,
+          method: method as Dispatcher.HttpMethod,
+          headers: upstreamRequestHeaders(request.headers, `Bearer ${token.value}`),
+          body: bodyOf(body),
+          signal: abort.signal,
+          headersTimeout: responseTimeoutMs,
+          bodyTimeout: responseTimeoutMs
+        })
+      } catch (err) {
+        if (abort.signal.aborted) return reply
+        throw upstreamError(err, origin)
+      }
+      const status = response.statusCode
+      metrics.upstreamResponse(name, method, status, (performance.now() - started) / 1000)
+
+      if (status === 401 && body.replayable && !renewed) {
+        // The API refused the token (revoked, rotated credential): one fresh token, one replay.
+        renewed = true
+        await response.body.dump()
+        token = await profile.tokens.renew(token.value)
+        preflight(endpoint, token)
+        continue
+      }
+      if (status === 429) {
+        const seconds = parseRetryAfter(response.headers['retry-after'], clock.now())
+        if (seconds !== undefined) profile.budget.pause(endpoint?.rateLimit, clock.now() + seconds * 1000)
+        if (idempotentRead && attempt < maxAttempts && seconds !== undefined && seconds <= maxWaitSeconds) {
+          await response.body.dump()
+          try {
+            await sleep(clock, seconds * 1000, abort.signal)
+          } catch {
+            return reply
+          }
+          continue
+        }
+      }
+
+      const requestId = response.headers['request-id'] ?? response.headers['x-ms-request-id']
+      if (typeof requestId === 'string') request.broker.upstreamRequestId = requestId
+      const base = profile.config.basePath === '/' ? '' : profile.config.basePath
+      request.broker.upstream = origin
+      let shaped
+      try {
+        shaped = await shapeResponse(method, status, response.headers, response.body, origin, `http://${request.headers.host}${base}`)
+      } catch (err) {
+        if (abort.signal.aborted) return reply
+        throw upstreamError(err, origin)
+      }
+      reply.code(status)
+      reply.headers(shaped.headers)
+      return reply.send(shaped.body)
     }
-    const requestId = response.headers['request-id'] ?? response.headers['x-ms-request-id']
-    if (typeof requestId === 'string') request.broker.upstreamRequestId = requestId
-    reply.code(response.statusCode)
-    reply.headers(clientResponseHeaders(response.headers))
-    return reply.send(response.body)
   }
+}
+
+function bodyOf (body: RequestBody) {
+  return body.replayable ? body.bytes : body.stream
+}
+
+/** Refuses, before calling the API, what the token's roles cannot do. */
+function preflight (endpoint: DefenderEndpoint | undefined, token: HeldToken): void {
+  if (endpoint === undefined) return
+  const missing = missingPermission(endpoint, token.roles)
+  if (missing !== undefined) throw new BrokerMissingPermission(endpoint.action, missing)
 }
 
 /** The URL sent upstream is built from the profile's origin and must still have it. */
@@ -71,7 +140,8 @@ function assertSameOrigin (origin: string, path: string): void {
   }
 }
 
-function upstreamError (err: unknown, origin: string) {
+/** What a failure to reach or read the API is called in the broker's answer. */
+export function upstreamError (err: unknown, origin: string) {
   const code = (err as { code?: string })?.code ?? 'unknown'
   if (TIMEOUT_CODES.has(code)) return new BrokerUpstreamTimeout(origin)
   return new BrokerUpstreamUnreachable(origin, describeNetworkError(code))

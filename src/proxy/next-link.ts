@@ -18,6 +18,21 @@ function nextLinkPattern (origin: string): RegExp {
   return new RegExp(`("@odata\\.nextLink"\\s{0,${MAX_GAP}}:\\s{0,${MAX_GAP}}")${escapeRegExp(scheme)}:${slash}${slash}${escapeRegExp(rest)}(?=[\\\\/?"])`, 'gi')
 }
 
+const patterns = new Map<string, RegExp>()
+
+/** The same rewrite on a whole page held in memory. */
+export function rewriteNextLink (page: Buffer, upstreamOrigin: string, brokerBase: string): Buffer {
+  // Cheap check first: most pages of a list end without one, and most bodies are not lists.
+  if (page.indexOf('@odata.nextLink') === -1) return page
+  let pattern = patterns.get(upstreamOrigin)
+  if (pattern === undefined) {
+    pattern = nextLinkPattern(upstreamOrigin)
+    patterns.set(upstreamOrigin, pattern)
+  }
+  pattern.lastIndex = 0
+  return Buffer.from(page.toString('latin1').replace(pattern, `$1${brokerBase.replaceAll('$', '$$$$')}`), 'latin1')
+}
+
 /**
  * Rewrites `@odata.nextLink` from the upstream origin to the broker's own base URL while the
  * body streams: only a look-behind of one match's length is held back between chunks.

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js'
+import { sleep, type Clock } from '../clock.js'
 import type { RateLimitConfig } from '../config/types.js'
 import { BrokerRateLimited, withRetryAfter } from '../errors.js'
 import { HOUR_MS, MINUTE_MS, SlidingBudget } from './budget.js'
@@ -59,18 +59,7 @@ export class ProfileBudget {
       throw withRetryAfter(new BrokerRateLimited(this.#profile, Math.ceil(wait / 1000)), wait / 1000)
     }
     budget.take()
-    if (wait <= 0) return undefined
-    return new Promise<void>((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort)
-        resolve()
-      }, wait)
-      const onAbort = () => {
-        this.#clock.clearTimeout(timer)
-        reject(signal?.reason)
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
+    return wait <= 0 ? undefined : sleep(this.#clock, wait, signal)
   }
 
   /** The API answered 429: no request of this kind before `until`. */

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { Clock } from '../clock.js'
-import type { Credential } from '../credentials/index.js'
+import type { AcquiredToken, Credential } from '../credentials/index.js'
 import { BrokerTokenUnavailable, withRetryAfter } from '../errors.js'
 import { readClaims } from './jwt.js'
 import { describeTokenFailure, TokenInvalid, TokenTimeout, type TokenFailure } from './token-error.js'
@@ -150,7 +150,7 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
     const refreshed = this.#current !== undefined
     const attempt = (async () => {
       try {
-        const acquired = await raceAbort(credential.acquire(abort.signal), abort.signal)
+        const acquired = await raceAbort(callCredential(credential, abort.signal), abort.signal)
         const token = this.#check(acquired.accessToken, acquired.refreshBeforeExpiryMs)
         this.#current = token
         this.#failures = 0
@@ -194,8 +194,9 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
    */
   #refreshTime (now: number, expiresAt: number, refreshBeforeExpiryMs: number | undefined): number {
     const life = expiresAt - now
-    const before = Math.max(this.#options.refreshBeforeMs, refreshBeforeExpiryMs ?? 0)
-    const lead = life > before ? life - before : life / 2
+    const before = this.#options.refreshBeforeMs
+    let lead = life > before ? life - before : life / 2
+    if (refreshBeforeExpiryMs !== undefined) lead = Math.min(lead, Math.max(0, life - refreshBeforeExpiryMs))
     const latest = expiresAt - CLOCK_SKEW_MS - now
     const delay = Math.min(lead, latest)
     const jitter = this.#options.random() * Math.min(MAX_JITTER_MS, delay * 0.1)
@@ -223,6 +224,19 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
       this.#options.clock.clearTimeout(this.#timer)
       this.#timer = undefined
     }
+  }
+}
+
+/**
+ * A credential that throws at once (a secret file unreadable mid-rotation) fails like one that
+ * rejects: a synchronous throw would run the attempt's `finally` before `#inflight` is set, and
+ * leave that failed attempt in place for every later call.
+ */
+function callCredential (credential: Credential, signal: AbortSignal): Promise<AcquiredToken> {
+  try {
+    return credential.acquire(signal)
+  } catch (err) {
+    return Promise.reject(err)
   }
 }
 

@@ -5,6 +5,7 @@ import type { Clock } from '../../src/clock.js'
 import { loadConfig } from '../../src/config/load.js'
 import type { Config } from '../../src/config/types.js'
 import { createLogger } from '../../src/observability/logger.js'
+import { DEFENDER_ENDPOINTS } from '../../src/defender/endpoints.js'
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.js'
 
 export interface LogSink {
@@ -31,6 +32,8 @@ export function createLogSink (): LogSink {
   return { lines, stream, text: () => raw.join('\n') }
 }
 
+export { createTestClock, type TestClock } from './clock.js'
+
 interface Teardown {
   teardown: (fn: () => unknown) => void
 }
@@ -54,6 +57,11 @@ export interface BrokerStackOptions {
   deps?: Partial<AppDeps>
   /** Waits for the first token before returning (default true). */
   ready?: boolean
+  /**
+   * Runs once the simulator is up, before the config is loaded and the first token asked for:
+   * register a certificate, change the secret, break the token endpoint.
+   */
+  beforeStart?: (simulator: Simulator) => unknown
 }
 
 /**
@@ -63,6 +71,7 @@ export interface BrokerStackOptions {
 export async function startBrokerStack (t: Teardown, options: BrokerStackOptions = {}): Promise<BrokerStack> {
   const simulator = await startSimulator({ ...options.simulator, ...(options.clock ? { clock: options.clock } : {}) })
   t.teardown(() => simulator.close())
+  await options.beforeStart?.(simulator)
   const loaded = loadConfig({
     env: {
       AZURE_TENANT_ID: simulator.tenantId,
@@ -89,3 +98,6 @@ export async function startBrokerStack (t: Teardown, options: BrokerStackOptions
   if (options.ready !== false) await Promise.all(app.profiles.map((profile) => profile.tokens.get()))
   return { simulator, app, config, url, logs }
 }
+
+/** Every application permission the API's endpoints name: a token that passes every preflight. */
+export const ALL_ROLES: string[] = [...new Set(DEFENDER_ENDPOINTS.flatMap((endpoint) => endpoint.permissions))]
