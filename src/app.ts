@@ -96,8 +96,8 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
       : request.broker?.upstream !== undefined && error.statusCode === undefined
         ? upstreamError(error, request.broker.upstream)
         : error.statusCode !== undefined && error.statusCode < 500
-        ? Object.assign(new BrokerBadRequest(error.message), { statusCode: error.statusCode })
-        : new BrokerInternalError()
+          ? Object.assign(new BrokerBadRequest(error.message), { statusCode: error.statusCode })
+          : new BrokerInternalError()
     if (brokerError.statusCode >= 500 && !isBrokerHttpError(error)) {
       request.log.error({ err: { message: error.message, code: error.code } }, 'unexpected error')
     }
