@@ -53,6 +53,8 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
   #abort: AbortController | undefined
   #timer: unknown
   #failures = 0
+  /** Tokens acquired so far: every one after the first is a refresh. */
+  #acquisitions = 0
   #retryAt: number | undefined
   #lastError: TokenFailure | undefined
   #closed = false
@@ -147,12 +149,13 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
     const timeout = clock.setTimeout(() => {
       abort.abort(new TokenTimeout(`the token request took longer than ${timeoutMs / 1000} s`))
     }, timeoutMs)
-    const refreshed = this.#current !== undefined
+    const refreshed = this.#acquisitions > 0
     const attempt = (async () => {
       try {
         const acquired = await raceAbort(callCredential(credential, abort.signal), abort.signal)
         const token = this.#check(acquired.accessToken, acquired.refreshBeforeExpiryMs)
         this.#current = token
+        this.#acquisitions += 1
         this.#failures = 0
         this.#retryAt = undefined
         this.#lastError = undefined
