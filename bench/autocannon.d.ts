@@ -8,6 +8,7 @@ declare module 'autocannon' {
     duration?: number
     amount?: number
     pipelining?: number
+    reconnectRate?: number
     timeout?: number
     method?: string
     headers?: Record<string, string>

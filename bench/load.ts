@@ -2,6 +2,9 @@
 import autocannon from 'autocannon'
 import { percentile } from './stats.js'
 
+/** Requests per connection before autocannon opens a new one, for every target alike. */
+export const RECONNECT_EVERY = 1000
+
 export interface LoadOptions {
   connections: number
   /** Seconds. */
@@ -34,6 +37,10 @@ export async function runLoad (baseUrl: string, options: LoadOptions): Promise<L
     connections: options.connections,
     duration: options.duration,
     pipelining: 1,
+    // autocannon ignores `connection: close`: it would send on into a connection the server is
+    // closing and count the 503s Node answers there. The broker closes a connection after 1000
+    // requests (maxRequestsPerSocket), so every target gets new connections as often.
+    reconnectRate: RECONNECT_EVERY,
     timeout: 10
   })
   let latencies: number[] | undefined
