@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
+import fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { systemClock, type Clock } from './clock.js'
@@ -10,13 +10,16 @@ import {
   BrokerBadRequest, BrokerBadRequestTarget, BrokerInternalError, errorBody, isBrokerHttpError, type BrokerHttpError
 } from './errors.js'
 import { createOutboundDispatcher } from './outbound/dispatcher.js'
+import { createAuditLog } from './observability/audit.js'
 import { RequestLog } from './observability/request-log.js'
 import { registerOwnEndpoints } from './observability/endpoints.js'
 import { logTokenEvents } from './observability/token-log.js'
-import { createMetrics } from './observability/metrics.js'
+import { createMetrics, type BrokerMetrics } from './observability/metrics.js'
 import { createProfileRouter, createProfiles, type Profile } from './profiles.js'
 import { createForwarder, upstreamError } from './proxy/forward.js'
 import { createAuthorizer, registerInbound } from './inbound/index.js'
+import { applyConnectionLimits, DEFAULT_SERVER_LIMITS, serverOptions, type ServerLimits } from './inbound/limits.js'
+import { protocolViolation, refuseUpgrade, responseOutstanding, unmetExpectation } from './inbound/protocol.js'
 import { checkRequestTarget } from './proxy/request-target.js'
 
 export interface AppDeps {
@@ -26,6 +29,8 @@ export interface AppDeps {
   dispatcher?: Dispatcher
   env?: NodeJS.ProcessEnv | Record<string, string | undefined>
   random?: () => number
+  /** Server limits other than the defaults (tests use short timeouts). */
+  limits?: Partial<ServerLimits>
 }
 
 declare module 'fastify' {
@@ -50,33 +55,61 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     connectTimeoutMs: config.upstreamTimeouts.connectSeconds * 1000,
     env: deps.env ?? process.env
   })
-  const profiles = createProfiles(config, { dispatcher, clock, random: deps.random })
+  const profiles = createProfiles(config, { dispatcher, clock, random: deps.random, logger: deps.logger })
   const logger = deps.logger
   logTokenEvents(profiles, logger)
   const metrics = createMetrics(profiles, clock)
+  const audit = createAuditLog({ file: config.audit.file, logger, clock })
 
   // The refusal says `connection: close`, so no request pipelined behind it may run (RFC 9112 9.6).
   const refusedConnections = new WeakSet<object>()
+  const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...deps.limits }
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    logController: new RequestLog(),
+    logController: new RequestLog(audit),
     genReqId: requestId,
     requestIdHeader: false,
-    return503OnClosing: true,
-    clientErrorHandler: (err, socket) => rejectUnparsable(err, socket, logger),
-    serverFactory: (handler) => createServer((req: IncomingMessage, res: ServerResponse) => {
-      if (refusedConnections.has(req.socket)) return
-      // Before routing, hooks and everything else: a target that could mean another path or
-      // another origin is answered here and goes no further.
-      const reason = req.httpVersionMajor === 1
-        ? checkRequestTarget(req.url)
-        : 'a request line with no HTTP/1.x version (a line break in the target)'
-      if (reason !== undefined) {
+    // While draining, a request already on an open connection is answered as usual, with
+    // `connection: close`: /readyz says 503 and why, a forwarded one still completes.
+    return503OnClosing: false,
+    trustProxy: false,
+    // What fastify's router refuses before any hook runs (a percent-encoding that is not UTF-8)
+    // gets the API's error shape and an id like everything else.
+    frameworkErrors: (error, request, reply) => refuseUnroutable(error, request as FastifyRequest, reply as FastifyReply, metrics),
+    // Bytes after a refusal, or behind a request still being answered, get no answer of their own:
+    // it would arrive in place of the one the client is waiting for.
+    clientErrorHandler: (err, socket) => refusedConnections.has(socket)
+      ? socket.end()
+      : responseOutstanding(socket) ? socket.destroy() : rejectUnparsable(err, socket, logger, metrics),
+    serverFactory: (handler) => {
+      const server = createServer(serverOptions(limits), (req: IncomingMessage, res: ServerResponse) => {
+        if (refusedConnections.has(req.socket)) return
+        // Before routing, hooks and everything else: a target that could mean another path or
+        // another origin, or framing a server behind could read differently, is answered here
+        // and goes no further.
+        const target = req.httpVersionMajor === 1
+          ? checkRequestTarget(req.url)
+          : 'a request line with no HTTP/1.x version (a line break in the target)'
+        const refusal = target !== undefined ? new BrokerBadRequestTarget(target) : refusalOf(protocolViolation(req))
+        if (refusal !== undefined) {
+          refusedConnections.add(req.socket)
+          metrics.inboundRejected(refusal.code)
+          return rejectRequest(req, res, refusal, logger)
+        }
+        handler(req, res)
+      })
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+        metrics.inboundRejected('BrokerBadRequest')
+        refuseUpgrade(req, socket, logger)
+      })
+      server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
         refusedConnections.add(req.socket)
-        return rejectTarget(req, res, reason, logger)
-      }
-      handler(req, res)
-    })
+        const refusal = unmetExpectation()
+        metrics.inboundRejected(refusal.code)
+        rejectRequest(req, res, refusal, logger)
+      })
+      return applyConnectionLimits(server, limits)
+    }
   })
 
   app.decorate('profiles', profiles)
@@ -102,6 +135,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
       request.log.error({ err: { message: error.message, code: error.code } }, 'unexpected error')
     }
     if (brokerError.statusCode < 500) metrics.inboundRejected(brokerError.code)
+    if (request.broker) request.broker.code = brokerError.code
     if (brokerError.retryAfter !== undefined) reply.header('retry-after', String(brokerError.retryAfter))
     reply.code(brokerError.statusCode).type('application/json; charset=utf-8').send(errorBody(brokerError, request.id))
   })
@@ -121,16 +155,32 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   })
   app.addHook('onClose', async () => {
     for (const profile of profiles) profile.tokens.close()
+    await Promise.all(profiles.map((profile) => profile.budget.close()))
     if (deps.dispatcher === undefined) await dispatcher.close()
+    audit.close()
   })
   return app
 }
 
-function rejectTarget (req: IncomingMessage, res: ServerResponse, reason: string, logger: Logger): void {
+function refuseUnroutable (error: FastifyError, request: FastifyRequest, reply: FastifyReply, metrics: BrokerMetrics): void {
+  const refusal: BrokerHttpError = error.code === 'FST_ERR_BAD_URL'
+    ? new BrokerBadRequestTarget('a percent-encoding that does not decode to UTF-8')
+    : Object.assign(new BrokerBadRequest('its path cannot be routed'), { statusCode: error.statusCode ?? 400 })
+  metrics.inboundRejected(refusal.code)
+  request.broker = { code: refusal.code }
+  reply.code(refusal.statusCode).header('x-request-id', request.id).type('application/json; charset=utf-8')
+    .send(errorBody(refusal, request.id))
+}
+
+function refusalOf (reason: string | undefined): BrokerHttpError | undefined {
+  return reason === undefined ? undefined : new BrokerBadRequest(reason)
+}
+
+function rejectRequest (req: IncomingMessage, res: ServerResponse, error: BrokerHttpError, logger: Logger): void {
   const id = requestId(req)
-  const body = errorBody(new BrokerBadRequestTarget(reason), id)
-  logger.info({ reqId: id, method: req.method, status: 400, reason }, 'request target refused')
-  res.writeHead(400, {
+  const body = errorBody(error, id)
+  logger.info({ reqId: id, method: req.method, status: error.statusCode, code: error.code, reason: error.message }, 'request refused')
+  res.writeHead(error.statusCode, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'x-request-id': id,
@@ -140,7 +190,7 @@ function rejectTarget (req: IncomingMessage, res: ServerResponse, reason: string
 }
 
 /** Bytes Node's HTTP parser refuses never reach a handler; they still get the API's error shape and an id. */
-function rejectUnparsable (err: Error & { code?: string }, socket: Duplex, logger: Logger): void {
+function rejectUnparsable (err: Error & { code?: string }, socket: Duplex, logger: Logger, metrics: BrokerMetrics): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
   const error: BrokerHttpError = err.code === 'HPE_INVALID_URL'
     ? new BrokerBadRequestTarget('a control, space or non-ASCII character')
@@ -151,6 +201,7 @@ function rejectUnparsable (err: Error & { code?: string }, socket: Duplex, logge
         : new BrokerBadRequest('it is not valid HTTP/1.1')
   const id = randomUUID()
   const body = errorBody(error, id)
+  metrics.inboundRejected(error.code)
   logger.info({ reqId: id, status: error.statusCode, reason: err.code }, 'request refused by the HTTP parser')
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode]}\r\n` +

@@ -1,10 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { runCheck } from './commands/check.js'
-import { runDemo } from './commands/demo.js'
-import { runKeygen } from './commands/keygen.js'
-import { runServe } from './commands/serve.js'
 
 const HELP = `defender-token-broker: holds an Entra ID app's credentials and forwards your tools'
 requests to the Microsoft Defender for Endpoint API with a fresh bearer token.
@@ -67,15 +63,19 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
   const options = { configPath: values.config, env: { ...env, ...overrides }, json: values.json }
 
   const [command = 'serve', ...rest] = positionals
-  if (command === 'keygen' && rest.length <= 1) return runKeygen({ ...options, name: rest[0] })
+  // Each command loads only its own code: `serve` starts without the simulator's PKI library.
+  if (command === 'keygen' && rest.length <= 1) {
+    const { runKeygen } = await import('./commands/keygen.js')
+    return runKeygen({ ...options, name: rest[0] })
+  }
   if (rest.length > 0) {
     process.stderr.write(`defender-token-broker: unexpected argument ${rest[0]}\n\n${HELP}`)
     return 2
   }
   switch (command) {
-    case 'serve': return runServe(options)
-    case 'check': return runCheck(options)
-    case 'demo': return runDemo(options)
+    case 'serve': return (await import('./commands/serve.js')).runServe(options)
+    case 'check': return (await import('./commands/check.js')).runCheck(options)
+    case 'demo': return (await import('./commands/demo.js')).runDemo(options)
     default:
       process.stderr.write(`defender-token-broker: unknown command ${command}\n\n${HELP}`)
       return 2

@@ -1,27 +1,34 @@
+import { pino, type Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import type { Clock } from './clock.js'
 import type { Config, ProfileConfig } from './config/types.js'
 import { createCredential, type Credential } from './credentials/index.js'
-import { ProfileBudget } from './ratelimit/profile-budget.js'
+import { createBudgetKeys } from './ratelimit/budget-keys.js'
+import { ProfileBudget, type RateBudget } from './ratelimit/profile-budget.js'
+import { RedisBudgetStore } from './ratelimit/redis-budget.js'
+import { SharedBudget } from './ratelimit/shared-budget.js'
 import { TokenHolder } from './tokens/token-holder.js'
 
 export interface Profile {
   readonly config: ProfileConfig
   readonly credential: Credential
   readonly tokens: TokenHolder
-  readonly budget: ProfileBudget
+  readonly budget: RateBudget
 }
 
 export interface ProfileDeps {
   dispatcher: Dispatcher
   clock: Clock
   random?: () => number
+  /** Where the shared budgets' store reports losing and finding Redis again. */
+  logger?: Logger
 }
 
 export function createProfiles (config: Config, deps: ProfileDeps): Profile[] {
   const timeoutMs = config.refresh.timeoutSeconds * 1000
+  const createBudget = createBudgetFactory(config, deps)
   return config.profiles.map((profileConfig) => {
-    const credential = createCredential(profileConfig, { dispatcher: deps.dispatcher, timeoutMs })
+    const credential = createCredential(profileConfig, { dispatcher: deps.dispatcher, timeoutMs, clock: deps.clock })
     const tokens = new TokenHolder({
       profile: profileConfig.name,
       credential,
@@ -30,8 +37,34 @@ export function createProfiles (config: Config, deps: ProfileDeps): Profile[] {
       timeoutMs,
       ...(deps.random ? { random: deps.random } : {})
     })
-    const budget = new ProfileBudget(profileConfig.name, profileConfig.rateLimit, deps.clock)
-    return { config: profileConfig, credential, tokens, budget }
+    return { config: profileConfig, credential, tokens, budget: createBudget(profileConfig) }
+  })
+}
+
+/** Local budgets, or budgets shared through one Redis client (connected on first use) for all profiles. */
+function createBudgetFactory (config: Config, deps: ProfileDeps): (profile: ProfileConfig) => RateBudget {
+  const { store, expectedReplicas, windows } = config.rateLimit
+  if (store.type === 'local') {
+    return (profile) => new ProfileBudget(profile.name, profile.rateLimit, deps.clock, {
+      divideBy: expectedReplicas,
+      ...(windows === undefined ? {} : { windows })
+    })
+  }
+  const redis = new RedisBudgetStore({
+    url: store.url.read(),
+    timeoutMs: store.timeoutMs,
+    logger: deps.logger ?? pino({ enabled: false }),
+    clock: deps.clock,
+    ...(config.extraCaPem === undefined ? {} : { extraCaPem: config.extraCaPem })
+  })
+  return (profile) => new SharedBudget({
+    profile: profile.name,
+    config: profile.rateLimit,
+    store: redis,
+    keys: createBudgetKeys(store.keyPrefix, profile.tenantId, profile.clientId),
+    clock: deps.clock,
+    expectedReplicas,
+    ...(windows === undefined ? {} : { windows })
   })
 }
 

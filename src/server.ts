@@ -49,7 +49,12 @@ export async function startServer (config: Config, options: ServeOptions): Promi
     })()
     return closed
   }
-  const grace = closeWithGrace({ delay: DEFAULT_SHUTDOWN_GRACE_MS, logger }, async ({ signal, err }) => {
+  const grace = closeWithGrace({
+    delay: DEFAULT_SHUTDOWN_GRACE_MS,
+    logger,
+    onSecondSignal: (signal) => logger.error({ signal }, 'second signal: exiting at once (code 1), in-flight requests cut off'),
+    onTimeout: (delay) => logger.error({ graceMs: delay }, 'in-flight requests did not finish in time: exiting (code 1)')
+  }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err: { message: err.message } }, 'closing after an unexpected error')
     else logger.info({ signal }, 'shutting down: draining in-flight requests')
     await close()

@@ -1,4 +1,5 @@
 import { systemClock } from '../clock.js'
+import type { CertificateStatus } from '../credentials/index.js'
 import { createOutboundDispatcher } from '../outbound/dispatcher.js'
 import { createProfiles, type Profile } from '../profiles.js'
 import { describeRoles } from '../tokens/roles.js'
@@ -17,11 +18,13 @@ interface CheckResult {
   expiresAt?: string
   roles?: readonly string[]
   allows?: string[]
+  /** The certificate's expiry, for a certificate credential. */
+  certificate?: CertificateStatus
   error?: { code: string, message: string, hint?: string }
 }
 
 async function checkProfile (profile: Profile): Promise<CheckResult> {
-  const { config, tokens } = profile
+  const { config, tokens, credential } = profile
   const base = {
     profile: config.name,
     tenantId: config.tenantId,
@@ -31,13 +34,25 @@ async function checkProfile (profile: Profile): Promise<CheckResult> {
     scope: config.scope,
     upstream: config.upstream
   }
+  // Read after the token request, which reads the certificate file again.
+  const certificate = () => {
+    const status = credential.certificate?.status()
+    return status === undefined ? {} : { certificate: status }
+  }
   try {
     const token = await tokens.start()
-    return { ...base, ok: true, expiresAt: new Date(token.expiresAt).toISOString(), roles: token.roles, allows: describeRoles(token.roles) }
+    return {
+      ...base,
+      ok: true,
+      expiresAt: new Date(token.expiresAt).toISOString(),
+      roles: token.roles,
+      allows: describeRoles(token.roles),
+      ...certificate()
+    }
   } catch {
     const failure = tokens.status().lastError
     const code = failure?.code ?? 'unknown'
-    return { ...base, ok: false, error: { code, message: failure?.message ?? 'the token request failed', hint: hintFor(code) } }
+    return { ...base, ok: false, ...certificate(), error: { code, message: failure?.message ?? 'the token request failed', hint: hintFor(code) } }
   } finally {
     tokens.close()
   }
@@ -52,6 +67,7 @@ function printHuman (result: CheckResult): string {
     `  scope       ${result.scope}`,
     `  upstream    ${result.upstream}`
   ]
+  if (result.certificate) lines.push(`  certificate ${describeExpiry(result.certificate)}`)
   if (result.ok) {
     lines.push(`  expires     ${result.expiresAt}`)
     lines.push(`  roles       ${result.roles?.length ? result.roles.join(', ') : '(none: grant WindowsDefenderATP application permissions and admin consent)'}`)
@@ -61,6 +77,14 @@ function printHuman (result: CheckResult): string {
     if (result.error.hint) lines.push(`  hint        ${result.error.hint}`)
   }
   return lines.join('\n') + '\n'
+}
+
+function describeExpiry (certificate: CertificateStatus): string {
+  const when = certificate.state === 'expired'
+    ? `EXPIRED on ${certificate.notAfter}`
+    : `expires ${certificate.notAfter} (in ${certificate.daysLeft} day(s))`
+  const warning = certificate.warning === undefined ? '' : `\n  warning     ${certificate.warning}`
+  return `sha256 ${certificate.thumbprintSha256}, ${when}${warning}`
 }
 
 /** The "validate the token" step of the app registration, automated: one token per profile. */

@@ -2,6 +2,8 @@ import { resolve } from 'node:path'
 import { BrokerConfigInvalid } from '../errors.js'
 import { parseOrigin } from './origin.js'
 import { HostSchema, LogLevelSchema, PortSchema, type LogLevel } from './schema.js'
+import { fileSecret, inlineSecret } from './secret-files.js'
+import type { SecretSource } from './types.js'
 import { assertMatchesSchema, type PathNamer } from './validate.js'
 
 export type Environment = NodeJS.ProcessEnv | Record<string, string | undefined>
@@ -16,6 +18,8 @@ export interface BrokerEnvironment {
   readonly allowUnauthenticated?: boolean
   /** AZURE_AUTHORITY_HOST as an origin: it overrides every profile's authority host. */
   readonly authorityHost?: string
+  /** BROKER_REDIS_URL or BROKER_REDIS_URL_FILE: budgets shared through that Redis. */
+  readonly redisUrl?: SecretSource
 }
 
 /** Variables that define the environment's single profile, besides the AZURE_* credential ones. */
@@ -101,6 +105,13 @@ export function readBrokerEnvironment (env: Environment, cwd: string): BrokerEnv
   if (authorityHost !== undefined) {
     result.authorityHost = parseOrigin(authorityHost, 'AZURE_AUTHORITY_HOST', { allowLoopbackHttp: false })
   }
+  const redisUrl = envValue(env, 'BROKER_REDIS_URL')
+  const redisUrlFile = envValue(env, 'BROKER_REDIS_URL_FILE')
+  if (redisUrl !== undefined && redisUrlFile !== undefined) {
+    throw new BrokerConfigInvalid('BROKER_REDIS_URL', 'and BROKER_REDIS_URL_FILE are both set: set only one of them')
+  }
+  if (redisUrl !== undefined) result.redisUrl = inlineSecret(redisUrl, 'BROKER_REDIS_URL')
+  if (redisUrlFile !== undefined) result.redisUrl = fileSecret(resolve(cwd, redisUrlFile), 'BROKER_REDIS_URL_FILE')
   return result
 }
 

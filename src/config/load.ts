@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { dirname, extname, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import { BrokerConfigInvalid } from '../errors.js'
@@ -13,6 +13,7 @@ import {
   type Environment
 } from './environment.js'
 import { resolveProfiles, type ProfileSource } from './profiles.js'
+import { resolveRateLimit } from './rate-limit-store.js'
 import {
   ConfigFileSchema,
   DEFAULT_HOST,
@@ -86,12 +87,41 @@ export function loadConfig (options: LoadConfigOptions): Config {
     retry: { ...DEFAULT_RETRY, ...settings.retry },
     upstreamTimeouts: { ...DEFAULT_UPSTREAM_TIMEOUTS, ...settings.upstreamTimeouts },
     clients,
+    rateLimit: resolveRateLimit(settings.rateLimit, broker, fileDir),
     logLevel: broker.logLevel ?? settings.logLevel ?? DEFAULT_LOG_LEVEL,
+    audit: settings.audit?.file === undefined ? {} : { file: checkAuditFile(resolve(fileDir, settings.audit.file)) },
     ...(extraCaPem === undefined ? {} : { extraCaPem }),
     allowUnauthenticated: broker.allowUnauthenticated ?? settings.allowUnauthenticated ?? false,
     source: file?.path ?? 'environment'
   }
   return deepFreeze(config)
+}
+
+/** The broker creates the audit file when it starts: here, what can be told without creating it. */
+function checkAuditFile (file: string): string {
+  const dir = dirname(file)
+  let isDirectory
+  try {
+    isDirectory = statSync(dir).isDirectory()
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error'
+    throw new BrokerConfigInvalid('audit.file', code === 'ENOENT'
+      ? `the directory ${dir} does not exist: create it, or mount a writable volume there`
+      : `the directory ${dir} cannot be read (${code}): give the broker's user access to it`)
+  }
+  if (!isDirectory) throw new BrokerConfigInvalid('audit.file', `${dir} is not a directory: give the path of a file in a writable directory`)
+  let stats
+  try {
+    stats = statSync(file)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error'
+    if (code === 'ENOENT') return file
+    throw new BrokerConfigInvalid('audit.file', `the file ${file} cannot be read (${code}): give the broker's user access to it`)
+  }
+  if (!stats.isFile()) {
+    throw new BrokerConfigInvalid('audit.file', `${file} is not a regular file: give the path of a file (unset audit.file to send audit events to stdout)`)
+  }
+  return file
 }
 
 function readConfigFile (options: LoadConfigOptions, cwd: string): { path: string, settings: ConfigFile } | undefined {

@@ -16,6 +16,8 @@ export const DEFAULT_RETRY = Object.freeze({ maxWaitSeconds: 30, maxAttempts: 3 
 export const DEFAULT_UPSTREAM_TIMEOUTS = Object.freeze({ connectSeconds: 10, responseSeconds: 60 })
 /** The Defender for Endpoint API's documented limits per app. */
 export const DEFAULT_RATE_LIMIT = Object.freeze({ perMinute: 100, perHour: 1500, maxQueueSeconds: 30 })
+export const DEFAULT_EXPECTED_REPLICAS = 1
+export const DEFAULT_REDIS_STORE = Object.freeze({ keyPrefix: 'defender-broker:', timeoutMs: 50 })
 
 export const LOG_LEVELS = Object.freeze(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const)
 export const RESERVED_PATHS = Object.freeze(['/healthz', '/readyz', '/metrics', '/status'])
@@ -120,6 +122,44 @@ const RateLimit = Type.Object({
   }))
 }, { ...strict, description: 'Local request budget of the profile, kept below the API\'s own limits.' })
 
+const LocalStore = Type.Object({
+  type: Type.Literal('local', { description: 'Each broker keeps its own budgets (the default).' })
+}, { ...strict, description: 'Budgets kept in the broker\'s memory.' })
+
+const RedisStore = Type.Object({
+  type: Type.Literal('redis', { description: 'Brokers on the same Redis share each app\'s budgets.' }),
+  url: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'redis:// or rediss:// URL of the Redis, e.g. redis://redis:6379/0. A password in it makes it a secret: prefer urlFile. BROKER_REDIS_URL overrides it.'
+  })),
+  urlFile: Type.Optional(filePath(
+    'File holding the Redis URL (e.g. a docker secret, when it holds a password); it must not be readable by group or others. BROKER_REDIS_URL_FILE overrides it. Set exactly one of url and urlFile.'
+  )),
+  keyPrefix: Type.Optional(Type.String({
+    maxLength: 200,
+    default: DEFAULT_REDIS_STORE.keyPrefix,
+    description: 'Prefix of the broker\'s Redis keys; brokers share a budget only with the same prefix.'
+  })),
+  timeoutMs: Type.Optional(Type.Integer({
+    minimum: 1,
+    maximum: 10000,
+    default: DEFAULT_REDIS_STORE.timeoutMs,
+    description: 'Longest a budget decision may take in Redis, in milliseconds; past it, or when Redis is unreachable, the broker decides alone (see expectedReplicas) until Redis answers again.'
+  }))
+}, { ...strict, description: 'Budgets shared through Redis.' })
+
+const RateLimitSettings = Type.Object({
+  store: Type.Optional(Type.Union([LocalStore, RedisStore], {
+    description: 'Where the profiles\' budgets are kept: "local" to each broker, or "redis", shared by every broker on that Redis serving the same app (tenant id and client id). BROKER_REDIS_URL sets type redis.'
+  })),
+  expectedReplicas: Type.Optional(Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: DEFAULT_EXPECTED_REPLICAS,
+    description: 'Brokers expected to serve the same apps. When no shared store decides (store local, or Redis unreachable), each broker keeps to every limit divided by this.'
+  }))
+}, { ...strict, description: 'Budgets across several brokers; each profile\'s limits are set in its own rateLimit.' })
+
 export const ProfileSchema = Type.Object({
   name: Type.String({ pattern: NAME_PATTERN, maxLength: 63, description: 'Name of the profile, used in logs, metrics, /status and clients[].profiles.' }),
   basePath: Type.String({
@@ -195,7 +235,13 @@ export const ConfigFileSchema = Type.Object({
   clients: Type.Optional(Type.Array(ClientSchema, {
     description: 'Keys the broker accepts. Absent or empty: any local process may use the broker, which then listens only on loopback unless allowUnauthenticated is true.'
   })),
+  rateLimit: Type.Optional(RateLimitSettings),
   logLevel: Type.Optional(LogLevelSchema),
+  audit: Type.Optional(Type.Object({
+    file: Type.Optional(filePath(
+      'File the audit events are appended to: one JSON line per request that changes state (every method but GET and HEAD), refused ones included, each fsync\'d as its request ends; created with mode 0600. Absent: audit events are lines of the main log on stdout (msg "audit").'
+    ))
+  }, { ...strict, description: 'Audit trail of the requests that change state.' })),
   caFile: Type.Optional(filePath('PEM file of extra CA certificates trusted for outbound TLS (e.g. a TLS-inspecting proxy). BROKER_CA_FILE overrides it.')),
   allowUnauthenticated: Type.Optional(Type.Boolean({
     default: false,

@@ -91,9 +91,16 @@ export function checkCertificateFile (file: string, path: string, hasPassword: b
  * (the usual source) with mode 0644, so refusing that would break workload identity.
  */
 export function checkTokenFile (file: string, path: string): void {
-  if (readChecked(file, path, { private: false }).trim() === '') {
+  readTokenFile(file, path)
+}
+
+/** The client assertion in a federated token file, with the checks of start-up. */
+export function readTokenFile (file: string, path: string): string {
+  const assertion = readChecked(file, path, { private: false }).trim()
+  if (assertion === '') {
     throw new BrokerConfigInvalid(path, `the file ${file} is empty: it must hold the client assertion (a JWT)`)
   }
+  return assertion
 }
 
 /** Reads a client key file and returns the key's lower-case hex SHA-256; the key itself is not kept. */

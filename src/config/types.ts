@@ -35,6 +35,26 @@ export interface RateLimitConfig {
   readonly maxQueueSeconds: number
 }
 
+export type RateLimitStoreConfig =
+  | { readonly type: 'local' }
+  | {
+    readonly type: 'redis'
+    /** The Redis URL; it may hold a password. */
+    readonly url: SecretSource
+    readonly keyPrefix: string
+    readonly timeoutMs: number
+  }
+
+export interface SharedRateLimitConfig {
+  readonly store: RateLimitStoreConfig
+  readonly expectedReplicas: number
+  /**
+   * Lengths of the budgets' minute and hour. Not a setting (the schema has no such key):
+   * tests shorten them; absent, they are the API's.
+   */
+  readonly windows?: { readonly minuteMs: number, readonly hourMs: number }
+}
+
 export interface ProfileConfig {
   readonly name: string
   /** Always starts and, unless it is `/`, does not end with `/`. */
@@ -85,7 +105,12 @@ export interface Config {
     readonly responseSeconds: number
   }
   readonly clients: readonly ClientConfig[]
+  readonly rateLimit: SharedRateLimitConfig
   readonly logLevel: string
+  readonly audit: {
+    /** Absolute path of the audit file; absent: audit events go to the main log. */
+    readonly file?: string
+  }
   /** PEM text of extra CAs trusted for outbound TLS (BROKER_CA_FILE). */
   readonly extraCaPem?: string
   readonly allowUnauthenticated: boolean

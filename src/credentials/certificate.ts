@@ -1,10 +1,12 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { INetworkModule } from '@azure/msal-node'
+import type { Clock } from '../clock.js'
 import { checkCertificateFile } from '../config/secret-files.js'
 import type { ProfileConfig, SecretSource } from '../config/types.js'
 import { BrokerConfigInvalid } from '../errors.js'
 import type { Credential } from './types.js'
+import { CertificateWatch } from './certificate-watch.js'
 import { createConfidentialClient } from './confidential-client.js'
 
 export interface CertificateMaterial {
@@ -49,18 +51,24 @@ export function createCertificateCredential (
   profile: ProfileConfig,
   file: string,
   password: SecretSource | undefined,
-  networkClient: INetworkModule
+  networkClient: INetworkModule,
+  clock: Pick<Clock, 'now'>
 ): Credential {
   const acquire = createConfidentialClient(profile, networkClient)
   let held: CertificateMaterial | undefined
   let passwordValue: string | undefined
+  // Known from the start for /status and `check`; a file that cannot be read yet fails at the
+  // first token request, where failures are reported and retried.
+  const watch = new CertificateWatch(clock, readQuietly(file, password))
   return {
     type: 'certificate',
+    certificate: watch,
     acquire (signal) {
       // Re-read on every call (a file read and a key parse): a rotated certificate takes effect
       // at the next token request.
       passwordValue = password?.read()
       held = readCertificate(file, passwordValue)
+      watch.update(held)
       const key = createHash('sha256').update(held.thumbprintSha256).update(held.privateKeyPem).digest('hex')
       return acquire({
         clientCertificate: {
@@ -71,5 +79,13 @@ export function createCertificateCredential (
       }, key, signal)
     },
     secrets: () => [held?.privateKeyPem, passwordValue].filter((value): value is string => Boolean(value))
+  }
+}
+
+function readQuietly (file: string, password: SecretSource | undefined): CertificateMaterial | undefined {
+  try {
+    return readCertificate(file, password?.read())
+  } catch {
+    return undefined
   }
 }

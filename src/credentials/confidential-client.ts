@@ -1,7 +1,7 @@
 import { ConfidentialClientApplication, LogLevel, type Configuration, type INetworkModule } from '@azure/msal-node'
 import type { ProfileConfig } from '../config/types.js'
 import type { AcquiredToken } from './types.js'
-import { runWithSignal } from './network-client.js'
+import { runTokenCall } from './network-client.js'
 
 export type ClientAuth = Pick<Configuration['auth'], 'clientSecret' | 'clientCertificate' | 'clientAssertion'>
 
@@ -41,7 +41,7 @@ export function createConfidentialClient (profile: ProfileConfig, networkClient:
   return async function acquire (auth: ClientAuth, key: string, signal: AbortSignal): Promise<AcquiredToken> {
     const client = appFor(auth, key)
     try {
-      const result = await runWithSignal(signal, () =>
+      const result = await runTokenCall(signal, () =>
         client.acquireTokenByClientCredential({ scopes: [profile.scope], skipCache: true }))
       return fromResult(result)
     } catch (err) {

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs'
 import type { INetworkModule } from '@azure/msal-node'
+import { readTokenFile } from '../config/secret-files.js'
 import type { ProfileConfig } from '../config/types.js'
 import type { Credential } from './types.js'
 import { createConfidentialClient } from './confidential-client.js'
@@ -16,7 +16,7 @@ export function createFederatedCredential (profile: ProfileConfig, tokenFile: st
     acquire (signal) {
       return acquire({
         clientAssertion: async () => {
-          last = readFileSync(tokenFile, 'utf8').trim()
+          last = readTokenFile(tokenFile, tokenFile)
           return last
         }
       }, 'federated', signal)

@@ -1,3 +1,5 @@
+import type { CertificateWatch } from './certificate-watch.js'
+
 /** What one token call returns, before the token holder checks it. */
 export interface AcquiredToken {
   accessToken: string
@@ -14,4 +16,6 @@ export interface Credential {
   acquire (signal: AbortSignal): Promise<AcquiredToken>
   /** Values that must never reach a log or a response: the secret, the key, the password. */
   secrets (): string[]
+  /** The expiry of the certificate in use, for a certificate credential. */
+  readonly certificate?: CertificateWatch
 }

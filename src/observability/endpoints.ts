@@ -47,9 +47,10 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, m
 
   app.get('/status', async () => {
     const now = clock.now()
+    const budgets = await Promise.all(profiles.map(({ budget }) => budget.report()))
     return {
       time: iso(now),
-      profiles: profiles.map(({ config, tokens, budget }) => {
+      profiles: profiles.map(({ config, tokens, credential }, index) => {
         const status = tokens.status()
         return {
           name: config.name,
@@ -68,7 +69,8 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, m
             refreshAt: iso(status.refreshAt),
             roles: status.roles
           },
-          budget: budget.status(),
+          certificate: credential.certificate?.status(),
+          budget: budgets[index],
           nextAttemptAt: iso(status.retryAt),
           lastError: status.lastError === undefined
             ? undefined

@@ -3,10 +3,18 @@ import type { Clock } from '../clock.js'
 import type { Profile } from '../profiles.js'
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'])
+/** AADSTS codes, msal's and Node's error codes; anything else is not a label value. */
+const CODE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/
+
+function codeLabel (code: string): string {
+  return CODE.test(code) ? code : 'other'
+}
 
 export interface BrokerMetrics {
   registry: Registry
   upstreamResponse: (profile: string, method: string, status: number, seconds: number) => void
+  /** No response from the API: `code` is the broker's (BrokerUpstreamUnreachable, BrokerUpstreamTimeout). */
+  upstreamFailed: (profile: string, code: string) => void
   inboundRejected: (reason: string) => void
 }
 
@@ -53,6 +61,23 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
       for (const { config, budget } of profiles) this.set({ profile: config.name }, budget.status().queued)
     }
   })
+  const fallbacks = new Counter({
+    name: 'broker_ratelimit_store_fallbacks_total',
+    help: 'Times the profile\'s budget stopped being shared through Redis (unreachable or too slow) and fell back to this broker\'s share.',
+    labelNames: ['profile'] as const,
+    registers
+  })
+  new Gauge({ // eslint-disable-line no-new
+    name: 'broker_ratelimit_store_shared',
+    help: '1 while the profile\'s budget is shared through Redis, 0 while this broker decides alone (absent with a local store).',
+    labelNames: ['profile'] as const,
+    registers,
+    collect () {
+      for (const { config, budget } of profiles) {
+        if (budget.store !== 'local') this.set({ profile: config.name }, budget.store === 'redis' ? 1 : 0)
+      }
+    }
+  })
   const upstream = new Counter({
     name: 'broker_upstream_requests_total',
     help: 'Requests sent to the Defender API, by method and status.',
@@ -66,6 +91,12 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers
   })
+  const upstreamFailures = new Counter({
+    name: 'broker_upstream_failures_total',
+    help: 'Requests that got no response from the Defender API (unreachable, timed out), by the broker\'s error code.',
+    labelNames: ['profile', 'code'] as const,
+    registers
+  })
   const rejections = new Counter({
     name: 'broker_inbound_rejections_total',
     help: 'Requests the broker refused itself, by reason (its error code).',
@@ -73,11 +104,14 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
     registers
   })
 
-  for (const { config, tokens } of profiles) {
+  for (const { config, tokens, budget } of profiles) {
+    budget.onStoreChange((store) => {
+      if (store === 'local-fallback') fallbacks.inc({ profile: config.name })
+    })
     tokens.on('acquired', () => acquisitions.inc({ profile: config.name, result: 'success' }))
     tokens.on('failed', (failure) => {
       acquisitions.inc({ profile: config.name, result: 'failure' })
-      failures.inc({ profile: config.name, code: failure.code })
+      failures.inc({ profile: config.name, code: codeLabel(failure.code) })
     })
   }
 
@@ -87,8 +121,11 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
       upstream.inc({ profile, method: METHODS.has(method) ? method : 'OTHER', status: String(status) })
       duration.observe({ profile }, seconds)
     },
+    upstreamFailed (profile, code) {
+      upstreamFailures.inc({ profile, code: codeLabel(code) })
+    },
     inboundRejected (reason) {
-      rejections.inc({ reason })
+      rejections.inc({ reason: codeLabel(reason) })
     }
   }
 }

@@ -2,9 +2,18 @@ import type { Logger } from 'pino'
 import type { Profile } from '../profiles.js'
 import { hintFor } from '../tokens/token-error.js'
 
-/** Token events as log lines: acquired or refreshed with the next refresh time, failures with their code. */
+/**
+ * Token events as log lines: acquired or refreshed with the next refresh time, failures with their
+ * code, and the certificate in use when it changes or nears its expiry.
+ */
 export function logTokenEvents (profiles: readonly Profile[], logger: Logger): void {
-  for (const { config, tokens } of profiles) {
+  for (const { config, tokens, credential } of profiles) {
+    credential.certificate?.on('change', (certificate) => {
+      const fields = { profile: config.name, certificate }
+      if (certificate.state === 'expired') logger.error(fields, 'certificate expired')
+      else if (certificate.state === 'expiring') logger.warn(fields, 'certificate expires soon')
+      else logger.info(fields, 'certificate in use')
+    })
     tokens.on('acquired', (token, refreshed) => {
       logger.info({
         profile: config.name,

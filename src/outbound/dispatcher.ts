@@ -1,17 +1,53 @@
-import { rootCertificates } from 'node:tls'
+import * as tls from 'node:tls'
 import { Agent, EnvHttpProxyAgent, type Dispatcher } from 'undici'
 
 export interface OutboundOptions {
   /** PEM text of CAs trusted beside the system's. */
   extraCaPem?: string
   connectTimeoutMs: number
+  /** The environment the proxy variables are read from; `process.env` is never read behind its back. */
   env: NodeJS.ProcessEnv | Record<string, string | undefined>
 }
 
+type Environment = OutboundOptions['env']
+
 const PROXY_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy']
 
-export function usesProxy (env: OutboundOptions['env']): boolean {
+/**
+ * Managed identity endpoints are on the machine or its link-local network: through a proxy
+ * they would be unreachable, or worse, answer with the proxy host's own identity.
+ */
+const IMDS_HOST = '169.254.169.254'
+const MANAGED_IDENTITY_ENDPOINT_VARIABLES = ['IDENTITY_ENDPOINT', 'MSI_ENDPOINT', 'IMDS_ENDPOINT', 'AZURE_POD_IDENTITY_AUTHORITY_HOST']
+
+export function usesProxy (env: Environment): boolean {
   return PROXY_VARIABLES.some((name) => Boolean(env[name]))
+}
+
+function variable (env: Environment, name: string): string | undefined {
+  return env[name] ?? env[name.toLowerCase()]
+}
+
+/** NO_PROXY with the managed identity endpoints added; `*` stays `*`. */
+export function noProxyList (env: Environment): string {
+  const given = (variable(env, 'NO_PROXY') ?? '').trim()
+  if (given === '*') return given
+  const endpoints = MANAGED_IDENTITY_ENDPOINT_VARIABLES.flatMap((name) => {
+    const value = env[name]
+    if (!value) return []
+    try {
+      return [new URL(value).host]
+    } catch {
+      return []
+    }
+  })
+  return [...new Set([...given.split(/[,\s]+/).filter(Boolean), IMDS_HOST, ...endpoints])].join(',')
+}
+
+/** The CAs trusted by default: Node's, with NODE_EXTRA_CA_CERTS and the system store where Node can give them. */
+function defaultCertificates (): readonly string[] {
+  const getCACertificates = (tls as { getCACertificates?: (type?: string) => string[] }).getCACertificates
+  return getCACertificates?.('default') ?? tls.rootCertificates
 }
 
 /**
@@ -19,24 +55,27 @@ export function usesProxy (env: OutboundOptions['env']): boolean {
  * proxy and CA settings apply to both. undici keeps one keep-alive pool per origin inside it.
  */
 export function createOutboundDispatcher (options: OutboundOptions): Dispatcher {
-  // `ca` replaces Node's trusted roots rather than adding to them, so the roots come along.
-  const tls = options.extraCaPem === undefined
-    ? {}
-    : { ca: [...rootCertificates, options.extraCaPem] }
+  // `ca` replaces the trusted roots rather than adding to them, so the defaults come along.
+  const ca = options.extraCaPem === undefined ? {} : { ca: [...defaultCertificates(), options.extraCaPem] }
+  const connect = { ...ca, timeout: options.connectTimeoutMs }
   const common = {
-    connect: { ...tls, timeout: options.connectTimeoutMs },
+    connect,
     keepAliveTimeout: 30_000,
     keepAliveMaxTimeout: 600_000,
     pipelining: 1
   }
-  if (usesProxy(options.env)) {
+  const { env } = options
+  if (usesProxy(env)) {
     return new EnvHttpProxyAgent({
       ...common,
-      httpProxy: options.env.HTTP_PROXY ?? options.env.http_proxy,
-      httpsProxy: options.env.HTTPS_PROXY ?? options.env.https_proxy,
-      noProxy: options.env.NO_PROXY ?? options.env.no_proxy,
-      requestTls: tls,
-      proxyTls: tls
+      // Empty rather than undefined: undici would read process.env in place of a missing value.
+      httpProxy: variable(env, 'HTTP_PROXY') ?? '',
+      httpsProxy: variable(env, 'HTTPS_PROXY') ?? '',
+      noProxy: noProxyList(env),
+      // Through the proxy, `connect` is not used: the tunnelled TLS (to Entra ID, to the API)
+      // and the TLS to an https proxy take the CAs and the timeout from these.
+      requestTls: connect,
+      proxyTls: connect
     })
   }
   return new Agent(common)

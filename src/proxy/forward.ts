@@ -6,6 +6,7 @@ import { findEndpoint, missingPermission, type DefenderEndpoint } from '../defen
 import {
   BrokerBadRequestTarget, BrokerMissingPermission, BrokerNotFound, BrokerUpstreamTimeout, BrokerUpstreamUnreachable
 } from '../errors.js'
+import { changesState, watchMachineActionId } from '../observability/audit.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
 import type { Profile, ProfileMatch } from '../profiles.js'
 import type { HeldToken } from '../tokens/token-holder.js'
@@ -77,18 +78,25 @@ export function createForwarder (options: ForwarderOptions) {
         })
       } catch (err) {
         if (abort.signal.aborted) return reply
-        throw upstreamError(err, origin)
+        const error = upstreamError(err, origin)
+        metrics.upstreamFailed(name, error.code)
+        throw error
       }
       const status = response.statusCode
       metrics.upstreamResponse(name, method, status, (performance.now() - started) / 1000)
 
-      if (status === 401 && body.replayable && !renewed) {
-        // The API refused the token (revoked, rotated credential): one fresh token, one replay.
+      if (status === 401 && !renewed) {
+        // The API refused the token (revoked, rotated credential): one fresh token, and one
+        // replay when the body was kept for it; otherwise the 401 goes back and the next request
+        // gets the fresh token.
         renewed = true
-        await response.body.dump()
-        token = await profile.tokens.renew(token.value)
-        preflight(endpoint, token)
-        continue
+        if (body.replayable) {
+          await response.body.dump()
+          token = await renewToken(profile, token.value)
+          preflight(endpoint, token)
+          continue
+        }
+        profile.tokens.renew(token.value).catch(() => {})
       }
       if (status === 429) {
         const seconds = parseRetryAfter(response.headers['retry-after'], clock.now())
@@ -106,6 +114,7 @@ export function createForwarder (options: ForwarderOptions) {
 
       const requestId = response.headers['request-id'] ?? response.headers['x-ms-request-id']
       if (typeof requestId === 'string') request.broker.upstreamRequestId = requestId
+      request.broker.upstreamStatus = status
       const base = profile.config.basePath === '/' ? '' : profile.config.basePath
       request.broker.upstream = origin
       let shaped
@@ -115,15 +124,27 @@ export function createForwarder (options: ForwarderOptions) {
         if (abort.signal.aborted) return reply
         throw upstreamError(err, origin)
       }
+      const sent = changesState(method) && status >= 200 && status < 300
+        ? watchMachineActionId(shaped.body, shaped.headers, (id) => { request.broker.machineActionId = id })
+        : shaped.body
       reply.code(status)
       reply.headers(shaped.headers)
-      return reply.send(shaped.body)
+      return reply.send(sent)
     }
   }
 }
 
 function bodyOf (body: RequestBody) {
   return body.replayable ? body.bytes : body.stream
+}
+
+/** The token to replay with; when Entra ID gives none, the 503 that any request without a token gets. */
+async function renewToken (profile: Profile, rejected: string): Promise<HeldToken> {
+  try {
+    return await profile.tokens.renew(rejected)
+  } catch {
+    return await profile.tokens.get()
+  }
 }
 
 /** Refuses, before calling the API, what the token's roles cannot do. */

@@ -39,21 +39,23 @@ export function rewriteNextLink (page: Buffer, upstreamOrigin: string, brokerBas
  */
 export function createNextLinkRewriter (upstreamOrigin: string, brokerBase: string): Transform {
   const pattern = nextLinkPattern(upstreamOrigin)
-  const replacement = `$1${brokerBase.replaceAll('$', '$$$$')}`
+  // Longer than any match with the character its look-ahead needs: a match that starts before
+  // the held-back tail lies whole in the text at hand.
   const holdBack = 2 * MAX_GAP + 20 + upstreamOrigin.length * 2
   let carry = ''
 
   function rewrite (text: string, final: boolean): string {
-    let cut = final ? text.length : Math.max(0, text.length - holdBack)
+    const limit = final ? text.length : Math.max(0, text.length - holdBack)
+    let out = ''
+    let done = 0
     pattern.lastIndex = 0
-    for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
-      const end = match.index + match[0].length
-      // A match that straddles the cut is complete: keep it whole on this side.
-      if (match.index < cut && end > cut) cut = end
+    for (let match = pattern.exec(text); match !== null && match.index < limit; match = pattern.exec(text)) {
+      out += text.slice(done, match.index) + (match[1] as string) + brokerBase
+      done = match.index + match[0].length
     }
-    const head = text.slice(0, cut)
+    const cut = Math.max(limit, done)
     carry = text.slice(cut)
-    return head.replace(pattern, replacement)
+    return out + text.slice(done, cut)
   }
 
   return new Transform({

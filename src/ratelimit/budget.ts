@@ -32,8 +32,7 @@ export class SlidingBudget {
   }
 
   /** When a request asked now could be sent, without taking the slot. */
-  nextSlot (): number {
-    const now = this.#clock.now()
+  nextSlot (now = this.#clock.now()): number {
     this.#prune(now)
     let at = Math.max(now, this.#pausedUntil)
     const count = this.#slots.length - this.#head
@@ -45,10 +44,20 @@ export class SlidingBudget {
   }
 
   /** Takes the next slot and returns its time. */
-  take (): number {
-    const at = this.nextSlot()
+  take (now = this.#clock.now()): number {
+    const at = this.nextSlot(now)
     this.#slots.push(at)
     return at
+  }
+
+  /**
+   * Counts a slot another decider handed out (the shared store): if this budget has to decide
+   * alone later, what was already sent is not forgotten.
+   */
+  record (at: number): void {
+    let i = this.#slots.length
+    while (i > this.#head && (this.#slots[i - 1] as number) > at) i--
+    this.#slots.splice(i, 0, at)
   }
 
   /** Requests waiting for a slot in the future. */

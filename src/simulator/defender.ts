@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import { createServer } from 'node:http'
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http'
 import { randomUUID } from 'node:crypto'
+import { gzipSync } from 'node:zlib'
 import type { Clock } from '../clock.js'
 import type { AccessTokenClaims } from './entra.js'
 import { closeServer, listen, originFor, readBody, sendJson } from './http.js'
@@ -68,6 +69,8 @@ interface Context {
   body: string
   claims: AccessTokenClaims
   requestId: string
+  /** The client sent `Accept-Encoding: gzip`: list pages go out compressed, as the API's do. */
+  gzip: boolean
 }
 
 const ALERT_READ = ['Alert.Read.All', 'Alert.ReadWrite.All']
@@ -159,7 +162,8 @@ class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
     if (!found.route.permissions.some((permission) => roles.includes(permission))) {
       return this.#error(res, 403, 'Forbidden', `The application does not have any of the required application permissions (${found.route.permissions.join(', ')}) to access the resource.`, requestId)
     }
-    await found.route.handle({ res, query: target.searchParams, params: found.params, body: recorded.body, claims, requestId })
+    const gzip = /\bgzip\b/i.test(String(req.headers['accept-encoding'] ?? ''))
+    await found.route.handle({ res, query: target.searchParams, params: found.params, body: recorded.body, claims, requestId, gzip })
   }
 
   #authenticate (req: IncomingMessage): AccessTokenClaims | null {
@@ -195,7 +199,10 @@ class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
     if (size > 0 && start + size < items.length) {
       body['@odata.nextLink'] = `${this.url}/api/${path}?${nextQuery(ctx.query, size, start + size)}`
     }
-    sendJson(ctx.res, 200, body, {}, ODATA_JSON)
+    if (!ctx.gzip) return sendJson(ctx.res, 200, body, {}, ODATA_JSON)
+    const compressed = gzipSync(JSON.stringify(body))
+    ctx.res.writeHead(200, { 'content-type': ODATA_JSON, 'content-encoding': 'gzip', 'content-length': compressed.length, vary: 'Accept-Encoding' })
+    ctx.res.end(compressed)
   }
 
   #one (ctx: Context, entitySet: string, items: ReadonlyArray<{ id: string }>): void {

@@ -81,6 +81,15 @@ export interface AccessTokenClaims {
   ver: '1.0'
 }
 
+export interface IssueAccessTokenOptions {
+  tenantId: string
+  /** The `appid` of the token: the app's or the managed identity's client id. */
+  clientId: string
+  objectId?: string
+  roles: readonly string[]
+  lifetimeSeconds?: number
+}
+
 interface AppRecord {
   app: EntraApp
   certificate: RegisteredCertificate | undefined
@@ -155,6 +164,33 @@ class EntraSimulator extends EventEmitter<{ 'token-request': [TokenRequestEvent]
   }
 
   tokenEndpoint (tenantId: string): string { return `${this.url}/${tenantId}/oauth2/v2.0/token` }
+
+  /**
+   * An access token for the API, signed with this simulator's key, as Entra ID would issue it to
+   * the given app or identity: for stand-ins of other token sources (managed identity endpoints).
+   */
+  issueAccessToken (options: IssueAccessTokenOptions): string {
+    const iat = Math.floor(this.#clock.now() / 1000)
+    const oid = options.objectId ?? stableGuid(`${options.tenantId}/${options.clientId}`)
+    const claims: AccessTokenClaims = {
+      aud: this.#audience,
+      iss: `https://sts.windows.net/${options.tenantId}/`,
+      iat,
+      nbf: iat,
+      exp: iat + (options.lifetimeSeconds ?? this.#lifetime),
+      tid: options.tenantId,
+      appid: options.clientId,
+      azp: options.clientId,
+      appidacr: '2',
+      oid,
+      sub: oid,
+      idtyp: 'app',
+      ...(options.roles.length > 0 ? { roles: [...options.roles] } : {}),
+      uti: randomUUID().replaceAll('-', '').slice(0, 22),
+      ver: '1.0'
+    }
+    return signJwt({ ...claims }, this.#signingKey, { kid: this.#kid, x5t: this.#kid })
+  }
 
   /** The claims of an access token this simulator issued that is valid now, or null. */
   verifyAccessToken (token: string): AccessTokenClaims | null {

@@ -1,4 +1,5 @@
 import { scrub } from '../observability/scrub.js'
+import type { NetworkFailure } from '../outbound/network-failure.js'
 
 export interface TokenFailure {
   /** `AADSTS7000215`, or what went wrong on our side: `timeout`, `network`, `invalid_token`, … */
@@ -6,6 +7,9 @@ export interface TokenFailure {
   message: string
   at: number
 }
+
+const UNTRUSTED_HINT = 'the TLS certificate (of the token endpoint, or of a TLS-inspecting proxy) is not trusted: ' +
+  'give the CA that issued it in BROKER_CA_FILE (PEM)'
 
 const HINTS: Record<string, string> = {
   AADSTS7000215: 'the client secret is wrong: use the secret\'s Value, not its Secret ID',
@@ -15,7 +19,18 @@ const HINTS: Record<string, string> = {
   AADSTS700027: 'the certificate was not accepted: upload this certificate to the app registration',
   AADSTS500011: 'the resource is not known in this tenant: check the scope and that the Defender service is provisioned',
   AADSTS50049: 'the authority is not known: check the authority host',
-  AADSTS1002012: 'the scope is malformed: it must end with /.default'
+  AADSTS1002012: 'the scope is malformed: it must end with /.default',
+  AADSTS700024: 'the client assertion has expired or is not valid yet: check that the federated token file is being renewed (the projected service account token)',
+  AADSTS70021: 'no federated credential of the app matches the assertion\'s issuer, subject and audience: check the federated credential on the app registration',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: UNTRUSTED_HINT,
+  UNABLE_TO_GET_ISSUER_CERT: UNTRUSTED_HINT,
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: UNTRUSTED_HINT,
+  SELF_SIGNED_CERT_IN_CHAIN: UNTRUSTED_HINT,
+  DEPTH_ZERO_SELF_SIGNED_CERT: UNTRUSTED_HINT,
+  proxy_authentication_required: 'the proxy refused the credentials: put them in the proxy URL, http://user:password@host:port',
+  managed_identity_failed: 'check that the identity is assigned to this Azure resource (clientId, resourceId or objectId names a user-assigned one) ' +
+    'and that it has the WindowsDefenderATP application permissions',
+  proxy_refused: 'the proxy refused to open a tunnel: allow CONNECT to the token endpoint (and the API) on port 443, or list the host in NO_PROXY'
 }
 
 export function hintFor (code: string): string | undefined {
@@ -30,6 +45,23 @@ export class TokenTimeout extends Error {
   readonly code = 'timeout'
 }
 
+/** The managed identity endpoint (App Service, IMDS, …) answered the token request with an error. */
+export class ManagedIdentityRefused extends Error {
+  readonly code = 'managed_identity_failed'
+  constructor (origin: string, status: number, reason: string) {
+    super(`the managed identity endpoint ${origin} answered ${status}: ${reason}`)
+  }
+}
+
+/** A token request that got no answer: refused, reset, an untrusted certificate, a proxy that said no. */
+export class TokenEndpointUnreachable extends Error {
+  readonly code: string
+  constructor (origin: string, failure: NetworkFailure) {
+    super(`${origin} could not be reached: ${failure.reason}`)
+    this.code = failure.code
+  }
+}
+
 /** Turns whatever a token call threw into a code and a message fit for logs and /status. */
 export function describeTokenFailure (err: unknown, secrets: string[], now: number): TokenFailure {
   const error = err as { code?: unknown, errorCode?: unknown, errorNo?: unknown, message?: unknown, errorMessage?: unknown }
@@ -37,7 +69,7 @@ export function describeTokenFailure (err: unknown, secrets: string[], now: numb
   const aadsts = /AADSTS(\d+)/.exec(text)?.[0] ?? (error?.errorNo ? `AADSTS${String(error.errorNo)}` : undefined)
   let code: string
   if (aadsts !== undefined) code = aadsts
-  else if (err instanceof TokenTimeout || err instanceof TokenInvalid) code = err.code
+  else if (err instanceof TokenTimeout || err instanceof TokenInvalid || err instanceof TokenEndpointUnreachable || err instanceof ManagedIdentityRefused) code = err.code
   else if (typeof error?.errorCode === 'string' && error.errorCode !== '') code = error.errorCode
   else if (typeof error?.code === 'string') code = error.code
   else code = 'unknown'

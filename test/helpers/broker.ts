@@ -62,6 +62,12 @@ export interface BrokerStackOptions {
    * register a certificate, change the secret, break the token endpoint.
    */
   beforeStart?: (simulator: Simulator) => unknown
+  /**
+   * Trusts the simulator's CA whatever the config says (default true); false leaves the CAs as
+   * loaded (BROKER_CA_FILE, caFile). The outbound environment (HTTPS_PROXY, NO_PROXY) is
+   * `deps.env`, empty unless given.
+   */
+  trustSimulatorCa?: boolean
 }
 
 /**
@@ -82,7 +88,7 @@ export async function startBrokerStack (t: Teardown, options: BrokerStackOptions
       ...options.env
     }
   })
-  const withCa = { ...loaded, extraCaPem: simulator.caCertPem }
+  const withCa = options.trustSimulatorCa === false ? loaded : { ...loaded, extraCaPem: simulator.caCertPem }
   const config = Object.freeze(options.config ? options.config(withCa) : withCa)
   const logs = createLogSink()
   const app = await buildApp(config, {

@@ -1,0 +1,77 @@
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import { BrokerBadRequest, errorBody, type BrokerHttpError } from '../errors.js'
+
+/** A host name (docker service names included) or an IP literal, and an optional port: nothing else. */
+const HOST_VALUE = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/
+/** `Connection: upgrade` makes an `Upgrade` header a request to switch; without it, it is ignored (RFC 9110 7.8). */
+const UPGRADE_OPTION = /(?:^|,)[ \t]*upgrade[ \t]*(?:,|$)/i
+const UPGRADE_REFUSED = 'it asks to switch protocols (Upgrade), which the broker does not do'
+/** The last coding is chunked: the body's end is known (RFC 9112 6.3). */
+const CHUNKED_LAST = /(?:^|,)[ \t]*chunked[ \t]*$/i
+
+/**
+ * What Node's parser lets through but the broker does not accept, checked before any routing
+ * (RFC 9112): exactly one Host header with a plain host in it (3.2); a body framed by an
+ * HTTP/1.1 Transfer-Encoding that ends in chunked, or by Content-Length alone (6.1, 6.3); no
+ * protocol switch, since the broker forwards HTTP requests and nothing else.
+ * Returns why the request is refused, or undefined when it is fine.
+ */
+export function protocolViolation (req: IncomingMessage): string | undefined {
+  let hosts = 0
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i] as string
+    if (name.length === 4 && name.toLowerCase() === 'host') hosts++
+  }
+  if (hosts !== 1) return hosts === 0 ? 'it has no Host header' : 'it has more than one Host header'
+  if (!HOST_VALUE.test(req.headers.host ?? '')) return 'its Host header is not a host name or address with an optional port'
+  if (req.headers.upgrade !== undefined && UPGRADE_OPTION.test(req.headers.connection ?? '')) return UPGRADE_REFUSED
+  const coding = req.headers['transfer-encoding']
+  if (coding !== undefined) {
+    // HTTP/1.0 has no chunked coding: Node's parser reads no body, and the bytes that follow would be another request.
+    if (req.httpVersionMinor === 0) return 'it is HTTP/1.0 with a Transfer-Encoding'
+    if (!CHUNKED_LAST.test(coding)) return 'its Transfer-Encoding does not end in chunked'
+    if (req.headers['content-length'] !== undefined) return 'it has both Content-Length and Transfer-Encoding'
+  }
+  return undefined
+}
+
+/** Node answers `Expect: 100-continue` itself; any other expectation is one the broker cannot meet (RFC 9110 10.1.1). */
+export function unmetExpectation (): BrokerHttpError {
+  return Object.assign(new BrokerBadRequest('it has an Expect header other than 100-continue'), { statusCode: 417 })
+}
+
+/**
+ * Whether the connection owes an answer to an earlier, complete request: an error answer now
+ * would be read as that request's answer (which may well have reached the API).
+ */
+export function responseOutstanding (socket: Duplex): boolean {
+  const res = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
+  return res != null && (res.headersSent || res.req.complete)
+}
+
+/** A complete HTTP/1.1 error response in the API's error shape, for a socket no response object owns. */
+export function rawErrorResponse (error: BrokerHttpError, id: string): string {
+  const body = errorBody(error, id)
+  return `HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode] ?? ''}\r\n` +
+    'content-type: application/json; charset=utf-8\r\n' +
+    `content-length: ${Buffer.byteLength(body)}\r\n` +
+    `x-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`
+}
+
+/**
+ * The server's 'upgrade' event: Node hands over the socket of a request that asked to switch
+ * protocols (`Connection: upgrade`). It gets a 400 and is closed; nothing is forwarded.
+ */
+export function refuseUpgrade (req: IncomingMessage, socket: Duplex, logger: Logger): void {
+  const id = randomUUID()
+  logger.info({ reqId: id, method: req.method, status: 400, reason: UPGRADE_REFUSED }, 'request refused')
+  socket.on('error', () => {})
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  socket.end(rawErrorResponse(new BrokerBadRequest(UPGRADE_REFUSED), id), () => socket.destroy())
+}

@@ -1,0 +1,294 @@
+import { randomUUID } from 'node:crypto'
+import { rootCertificates } from 'node:tls'
+import { Redis, type Result } from 'ioredis'
+import type { Logger } from 'pino'
+import type { Clock } from '../clock.js'
+import type { Window } from './budget.js'
+
+/*
+ * The shared budget is SlidingBudget's algorithm run inside Redis, so every broker on the same
+ * Redis draws from one FIFO of slots per key. One Lua script per decision keeps it atomic: no
+ * other broker's decision can fall between reading the slots and adding one. `now` is the Redis
+ * server's TIME, never a broker's clock, as the brokers' clocks differ; a broker only learns how
+ * long to wait, and waits on its own clock.
+ */
+
+// Milliseconds as an integer string: Lua 5.1 prints large numbers in %.14g.
+const LUA_PRELUDE = `
+if redis.replicate_commands then redis.replicate_commands() end
+local function int (x) return string.format('%.0f', x) end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+`
+
+/**
+ * KEYS: slots (sorted set of send times), pause (a time before which no slot is given).
+ * ARGV: maxWaitMs, a member unique to this request, then window length and limit pairs.
+ * Returns granted (1 or 0), now, the slot's time, then the slots used in each window.
+ */
+export const TAKE_SCRIPT = LUA_PRELUDE + `
+local maxWait = tonumber(ARGV[1])
+local windows = {}
+local longest = 0
+for i = 3, #ARGV, 2 do
+  local ms = tonumber(ARGV[i])
+  windows[#windows + 1] = { ms = ms, limit = tonumber(ARGV[i + 1]) }
+  if ms > longest then longest = ms end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now - longest))
+local at = now
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused > at then at = paused end
+local count = redis.call('ZCARD', KEYS[1])
+if count > 0 then
+  local last = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+  if last > at then at = last end
+end
+for _, w in ipairs(windows) do
+  if count >= w.limit then
+    local oldest = tonumber(redis.call('ZRANGE', KEYS[1], count - w.limit, count - w.limit, 'WITHSCORES')[2])
+    if oldest + w.ms > at then at = oldest + w.ms end
+  end
+end
+local granted = 0
+if at - now <= maxWait then
+  granted = 1
+  redis.call('ZADD', KEYS[1], int(at), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], int(at - now + longest))
+end
+local result = { granted, now, at }
+for _, w in ipairs(windows) do
+  result[#result + 1] = redis.call('ZCOUNT', KEYS[1], '(' .. int(now - w.ms), '+inf')
+end
+return result
+`
+
+/** KEYS: pause. ARGV: ms. Moves the pause to now + ms unless it is already later. */
+export const PAUSE_SCRIPT = LUA_PRELUDE + `
+local untilMs = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untilMs > current then redis.call('SET', KEYS[1], int(untilMs), 'PX', ARGV[1]) end
+return 1
+`
+
+/** KEYS: slots. ARGV: window lengths. The slots used in each window, slots for later included. */
+export const USED_SCRIPT = LUA_PRELUDE + `
+local result = {}
+for i = 1, #ARGV do
+  result[i] = redis.call('ZCOUNT', KEYS[1], '(' .. int(now - tonumber(ARGV[i])), '+inf')
+end
+return result
+`
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    brokerBudgetTake (slots: string, pause: string, ...args: Array<string | number>): Result<number[], Context>
+    brokerBudgetPause (pause: string, ms: number): Result<number, Context>
+    brokerBudgetUsed (slots: string, ...windowMs: number[]): Result<number[], Context>
+  }
+}
+
+export const DEFAULT_PROBE_INTERVAL_MS = 1000
+const CONNECT_TIMEOUT_MS = 2000
+const MAX_RECONNECT_DELAY_MS = 2000
+
+export interface RedisBudgetStoreOptions {
+  /** redis:// or rediss:// URL; it may hold a password, so it is never logged. */
+  url: string
+  /** Longest a decision may take before the broker decides alone. */
+  timeoutMs: number
+  logger: Logger
+  clock: Pick<Clock, 'now'>
+  /** Shortest time between two probes of a Redis that stopped answering in time. */
+  probeIntervalMs?: number
+  /** Extra CAs (BROKER_CA_FILE) trusted besides Node's for a rediss: URL. */
+  extraCaPem?: string
+}
+
+export interface SlotKeys {
+  slots: string
+  pause: string
+}
+
+export interface SlotDecision {
+  granted: boolean
+  /** From now until the slot, in ms; when refused, the wait it would have been. */
+  waitMs: number
+  /** The slot's time and the time of the decision, on the Redis server's clock. */
+  at: number
+  now: number
+  /** Slots used in each window after the decision, in the order the windows were given. */
+  used: number[]
+}
+
+/**
+ * The Redis client behind every shared budget of a broker. It knows whether Redis answers:
+ * after an error, a timeout or a lost connection, `usable()` is false (and the budgets decide
+ * alone) until the client reconnects or a probe answers in time. Switches are logged once each.
+ */
+export class RedisBudgetStore {
+  readonly #client: Redis
+  readonly #logger: Logger
+  readonly #clock: Pick<Clock, 'now'>
+  readonly #target: string
+  readonly #probeIntervalMs: number
+  readonly #timeoutMs: number
+  readonly #member = randomUUID()
+  readonly #listeners = new Set<(shared: boolean) => void>()
+  #sequence = 0
+  #healthy = true
+  #probing = false
+  #lastProbe = 0
+  #closing: Promise<void> | undefined
+
+  constructor (options: RedisBudgetStoreOptions) {
+    this.#logger = options.logger
+    this.#clock = options.clock
+    this.#target = describeTarget(options.url)
+    this.#probeIntervalMs = options.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
+    this.#timeoutMs = options.timeoutMs
+    const tls = new URL(options.url).protocol === 'rediss:'
+      ? { tls: options.extraCaPem === undefined ? {} : { ca: [...rootCertificates, options.extraCaPem] } }
+      : {}
+    this.#client = new Redis(options.url, {
+      ...tls,
+      lazyConnect: true,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (times) => Math.min(times * 100, MAX_RECONNECT_DELAY_MS)
+    })
+    this.#client.defineCommand('brokerBudgetTake', { numberOfKeys: 2, lua: TAKE_SCRIPT })
+    this.#client.defineCommand('brokerBudgetPause', { numberOfKeys: 1, lua: PAUSE_SCRIPT })
+    this.#client.defineCommand('brokerBudgetUsed', { numberOfKeys: 1, lua: USED_SCRIPT, readOnly: true })
+    this.#client.on('ready', () => this.#up())
+    this.#client.on('error', (err: Error) => this.#down(err))
+    this.#client.on('close', () => this.#down(new Error('connection closed')))
+  }
+
+  /** Whether Redis answered the last command in time. */
+  get shared (): boolean {
+    return this.#healthy
+  }
+
+  /** Whether decisions go to Redis now; while not, it may start a probe for the next ones. */
+  usable (): boolean {
+    if (this.#healthy) return true
+    if (this.#closing === undefined && !this.#probing && this.#client.status === 'ready' &&
+      this.#clock.now() - this.#lastProbe >= this.#probeIntervalMs) {
+      this.#probing = true
+      this.#lastProbe = this.#clock.now()
+      withTimeout(this.#client.ping(), this.#timeoutMs).then(() => this.#up(), () => {}).finally(() => { this.#probing = false })
+    }
+    return false
+  }
+
+  /** Takes the next slot of `keys` in `windows`, unless it is more than `maxWaitMs` away. */
+  async take (keys: SlotKeys, windows: readonly Window[], maxWaitMs: number): Promise<SlotDecision> {
+    const args: Array<string | number> = [Math.floor(maxWaitMs), `${this.#member}:${++this.#sequence}`]
+    for (const { ms, limit } of windows) args.push(ms, limit)
+    const [granted, now = 0, at = 0, ...used] = await this.#call(() => this.#client.brokerBudgetTake(keys.slots, keys.pause, ...args))
+    return { granted: granted === 1, waitMs: Math.max(0, at - now), at, now, used }
+  }
+
+  /** No slot of `keys` for the next `ms`, for every broker. */
+  async pause (keys: SlotKeys, ms: number): Promise<void> {
+    await this.#call(() => this.#client.brokerBudgetPause(keys.pause, Math.max(1, Math.ceil(ms))))
+  }
+
+  async used (keys: SlotKeys, windows: readonly Window[]): Promise<number[]> {
+    return this.#call(() => this.#client.brokerBudgetUsed(keys.slots, ...windows.map((w) => w.ms)))
+  }
+
+  onChange (listener: (shared: boolean) => void): void {
+    this.#listeners.add(listener)
+  }
+
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#listeners.clear()
+      this.#client.disconnect()
+    })()
+    return this.#closing
+  }
+
+  /**
+   * timeoutMs counts from sending: the first decision of a broker waits for the connection
+   * (connectTimeout at most) instead of finding Redis "slow" while it connects.
+   */
+  async #call<T> (command: () => Promise<T>): Promise<T> {
+    try {
+      if (this.#client.status !== 'ready') await this.#connected()
+      return await withTimeout(command(), this.#timeoutMs)
+    } catch (err) {
+      this.#down(err as Error)
+      throw err
+    }
+  }
+
+  #connected (): Promise<void> {
+    if (this.#client.status === 'wait') this.#client.connect().catch(() => {})
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => settle(new Error('connect timed out')), CONNECT_TIMEOUT_MS)
+      timer.unref()
+      const onReady = () => settle()
+      const onError = (err: Error) => settle(err)
+      const onEnd = () => settle(new Error('connection closed'))
+      const settle = (err?: Error) => {
+        clearTimeout(timer)
+        this.#client.off('ready', onReady)
+        this.#client.off('error', onError)
+        this.#client.off('end', onEnd)
+        if (err === undefined) resolve()
+        else reject(err)
+      }
+      this.#client.once('ready', onReady)
+      this.#client.once('error', onError)
+      this.#client.once('end', onEnd)
+    })
+  }
+
+  #up (): void {
+    if (this.#healthy || this.#closing !== undefined) return
+    this.#healthy = true
+    this.#logger.info({ redis: this.#target }, 'rate-limit store answers again: budgets are shared through Redis')
+    for (const listener of this.#listeners) listener(true)
+  }
+
+  #down (err: Error): void {
+    if (!this.#healthy || this.#closing !== undefined) return
+    this.#healthy = false
+    this.#lastProbe = this.#clock.now()
+    this.#logger.warn({
+      redis: this.#target,
+      reason: (err as { code?: string }).code ?? err.message
+    }, 'rate-limit store unreachable: each profile keeps to its limits divided by rateLimit.expectedReplicas until Redis answers')
+    for (const listener of this.#listeners) listener(false)
+  }
+}
+
+/**
+ * The command's answer, or a rejection once `ms` have passed (the command itself goes on,
+ * unheard). When the timer fires, the answer may already be waiting on the socket behind a
+ * busy event loop; setImmediate runs after the loop has read it, so only Redis's own slowness
+ * counts, not this process's.
+ */
+function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  let immediate: NodeJS.Immediate | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      immediate = setImmediate(() => reject(new Error('Command timed out')))
+    }, ms)
+    timer.unref()
+  })
+  return Promise.race([promise, timeout]).finally(() => {
+    clearTimeout(timer)
+    clearImmediate(immediate)
+  })
+}
+
+/** host:port of a Redis URL, for logs: never the user name or password it may hold. */
+export function describeTarget (url: string): string {
+  const parsed = new URL(url)
+  return `${parsed.protocol}//${parsed.hostname}:${parsed.port === '' ? '6379' : parsed.port}`
+}

@@ -1,0 +1,126 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer, type AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+
+interface Teardown {
+  teardown: (fn: () => unknown) => void
+}
+
+const READY = 'Ready to accept connections'
+const START_TIMEOUT_MS = 10_000
+
+/**
+ * Why the Redis tests cannot run here, or undefined when they can. Outside CI a machine with
+ * no `redis-server` skips them; in CI (`CI` set) they must run, so it is a failure there.
+ */
+export function redisUnavailable (): string | undefined {
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
+  if (probe.error === undefined && probe.status === 0) return undefined
+  return 'redis-server is not installed (apt-get install redis-server): the shared-budget tests need a real Redis'
+}
+
+/** Skips the file outside CI, fails it in CI, when there is no redis-server; true when the tests can run. */
+export function requireRedis (t: { plan: (count: number, comment?: string) => void, fail: (message: string) => unknown }): boolean {
+  const reason = redisUnavailable()
+  if (reason === undefined) return true
+  if (process.env.CI !== undefined && process.env.CI !== '') t.fail(`${reason}; CI must run these tests`)
+  else t.plan(0, `skipped: ${reason}`)
+  return false
+}
+
+export interface RedisServer {
+  port: number
+  url: string
+  /** SIGKILL, as a crash: no goodbye to the clients. */
+  kill (): Promise<void>
+  /** SIGSTOP: the connections stay up and nothing answers, as a hung Redis. */
+  freeze (): void
+  thaw (): void
+  /** Starts again on the same port, empty. */
+  restart (): Promise<void>
+}
+
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+async function spawnRedis (port: number, password: string | undefined): Promise<ChildProcess> {
+  const child = spawn('redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpdir(),
+    ...(password === undefined ? [] : ['--requirepass', password])
+  ], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`redis-server did not start in ${START_TIMEOUT_MS} ms: ${output}`)), START_TIMEOUT_MS)
+    const onData = (chunk: Buffer) => {
+      output += String(chunk)
+      if (output.includes(READY)) done()
+    }
+    const onExit = (code: number | null) => fail(new Error(`redis-server exited (${code}) before it was ready: ${output}`))
+    const cleanUp = () => {
+      clearTimeout(timer)
+      child.stdout?.off('data', onData)
+      child.off('exit', onExit)
+      child.off('error', fail)
+    }
+    function done () {
+      cleanUp()
+      resolve()
+    }
+    function fail (err: Error) {
+      cleanUp()
+      child.kill('SIGKILL')
+      reject(err)
+    }
+    child.stdout?.on('data', onData)
+    child.on('exit', onExit)
+    child.on('error', fail)
+  })
+  child.stdout?.resume()
+  child.stderr?.resume()
+  return child
+}
+
+async function stop (child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill('SIGCONT')
+  child.kill(signal)
+  await exited
+}
+
+/**
+ * A redis-server of its own on a free loopback port (port 0 would turn its TCP listener off),
+ * persisting nothing, killed in teardown.
+ */
+export async function startRedis (t: Teardown, options: { password?: string, port?: number } = {}): Promise<RedisServer> {
+  const port = options.port ?? await freePort()
+  let child: ChildProcess | undefined = await spawnRedis(port, options.password)
+  t.teardown(() => stop(child, 'SIGKILL'))
+  return {
+    port,
+    url: options.password === undefined
+      ? `redis://127.0.0.1:${port}`
+      : `redis://:${encodeURIComponent(options.password)}@127.0.0.1:${port}`,
+    async kill () {
+      await stop(child, 'SIGKILL')
+      child = undefined
+    },
+    freeze () {
+      child?.kill('SIGSTOP')
+    },
+    thaw () {
+      child?.kill('SIGCONT')
+    },
+    async restart () {
+      await stop(child, 'SIGKILL')
+      child = await spawnRedis(port, options.password)
+    }
+  }
+}

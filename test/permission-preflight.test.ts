@@ -1,0 +1,105 @@
+import t, { type Test } from 'tap'
+import { getGlobalDispatcher, type Dispatcher } from 'undici'
+import { createTestPki } from '../src/simulator/index.js'
+import { startBrokerStack } from './helpers/broker.js'
+
+const pki = await createTestPki()
+/** Alerts through the write permission (which also allows reading them), and indicators: nothing on machines, no hunting. */
+const ROLES = ['Alert.ReadWrite.All', 'Ti.ReadWrite']
+const stack = await startBrokerStack(t, { simulator: { pki, roles: ROLES } })
+const { defender, entra } = stack.simulator
+const machine = defender.data.machines[0]?.id as string
+
+/** The path goes out exactly as given: `request(url)` would normalise it. */
+function send (method: Dispatcher.HttpMethod, path: string, body?: string) {
+  return getGlobalDispatcher().request({
+    origin: stack.url,
+    path,
+    method,
+    ...(body === undefined ? {} : { body, headers: { 'content-type': 'application/json' } })
+  })
+}
+
+async function assertMissing (t: Test, method: Dispatcher.HttpMethod, path: string, action: string, permission: string, body?: string) {
+  const sent = defender.requests.length
+  const res = await send(method, path, body)
+  const name = `${method} ${path}`
+  t.equal(res.statusCode, 403, name)
+  t.equal(res.headers['content-type'], 'application/json; charset=utf-8')
+  const answer = method === 'HEAD' ? (await res.body.dump(), undefined) : await res.body.json()
+  if (method !== 'HEAD') {
+    t.strictSame(answer, {
+      error: {
+        code: 'BrokerMissingPermission',
+        message: `The app lacks the permission for ${action}: grant the WindowsDefenderATP application permission ${permission} and grant admin consent.`,
+        target: res.headers['x-request-id']
+      }
+    }, `${name}: names the permission and admin consent`)
+  }
+  t.equal(defender.requests.length, sent, `${name}: the API is not called`)
+}
+
+t.test('the token holds the roles the simulator gave the app', async (t) => {
+  const token = await stack.app.profiles[0]?.tokens.get()
+  t.strictSame(token?.roles, ROLES)
+})
+
+t.test('a call the token\'s roles do not allow: 403 BrokerMissingPermission, without calling the API', async (t) => {
+  const actions = defender.machineActions.length
+  await assertMissing(t, 'GET', '/api/machines', 'list machines', 'Machine.Read.All')
+  await assertMissing(t, 'GET', `/api/machines/${machine}`, 'read a machine', 'Machine.Read.All')
+  await assertMissing(t, 'POST', `/api/machines/${machine}/isolate`, 'isolate machines', 'Machine.Isolate', '{"Comment":"c","IsolationType":"Full"}')
+  await assertMissing(t, 'POST', `/api/machines/${machine}/runliveresponse`, 'run live response', 'Machine.LiveResponse', '{"Commands":[]}')
+  await assertMissing(t, 'POST', '/api/advancedqueries/run', 'run advanced hunting queries', 'AdvancedQuery.Read.All', '{"Query":"DeviceInfo"}')
+  await assertMissing(t, 'GET', '/api/alerts/da1/machine', 'read an alert\'s machine', 'Machine.Read.All')
+  t.equal(defender.machineActions.length, actions, 'no machine was isolated')
+})
+
+t.test('another spelling of the same call is refused alike', async (t) => {
+  for (const path of ['/api/Machines', '/API/MACHINES/', '/api/v1.0/machines', '/api/machines?$top=1&$filter=x', `/api/machines/${machine}/%69solate`]) {
+    const isolate = path.endsWith('solate')
+    await assertMissing(t, isolate ? 'POST' : 'GET', path, isolate ? 'isolate machines' : 'list machines', isolate ? 'Machine.Isolate' : 'Machine.Read.All', isolate ? '{}' : undefined)
+  }
+  await assertMissing(t, 'HEAD', '/api/machines', 'list machines', 'Machine.Read.All')
+})
+
+t.test('a call a held permission allows is forwarded', async (t) => {
+  const sent = defender.requests.length
+  const list = await send('GET', '/api/alerts?$top=2')
+  const body = await list.body.json() as { value: Array<{ id: string }> }
+  t.equal(list.statusCode, 200, 'Alert.ReadWrite.All allows reading alerts')
+  t.equal(body.value.length, 2)
+  const id = body.value[0]?.id as string
+  const one = await send('GET', `/api/alerts/${id}`)
+  t.match(await one.body.json(), { id })
+  t.equal(defender.requests.length - sent, 2)
+})
+
+t.test('an endpoint the table does not know passes through to the API', async (t) => {
+  for (const [method, path, status, code] of [
+    ['GET', '/api/somethingnew', 404, 'ResourceNotFound'],
+    ['PUT', '/api/machines', 405, 'MethodNotAllowed']
+  ] as const) {
+    const sent = defender.requests.length
+    const res = await send(method, path, method === 'PUT' ? '{}' : undefined)
+    const answer = await res.body.json() as { error: { code: string, target: string } }
+    t.equal(res.statusCode, status, `${method} ${path}: the API's answer`)
+    t.equal(answer.error.code, code)
+    t.equal(answer.error.target, res.headers['request-id'], 'the API\'s own error')
+    t.equal(defender.requests.length - sent, 1, `${method} ${path}: forwarded`)
+  }
+})
+
+t.test('once the permission is granted and a new token carries it, the call goes through', async (t) => {
+  const profile = stack.app.profiles[0]
+  if (profile === undefined) throw new TypeError('no profile')
+  entra.setRoles(stack.simulator.clientId, [...ROLES, 'Machine.Read.All'])
+  await assertMissing(t, 'GET', '/api/machines', 'list machines', 'Machine.Read.All')
+  const held = await profile.tokens.get()
+  await profile.tokens.renew(held.value)
+  const sent = defender.requests.length
+  const res = await send('GET', '/api/machines')
+  await res.body.dump()
+  t.equal(res.statusCode, 200, 'the roles of the held token decide')
+  t.equal(defender.requests.length - sent, 1)
+})

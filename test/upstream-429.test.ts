@@ -1,0 +1,253 @@
+import { EventEmitter, once } from 'node:events'
+import t from 'tap'
+import { Agent, request, type Dispatcher } from 'undici'
+import type { ProfileConfig } from '../src/config/types.js'
+import { createTestPki } from '../src/simulator/index.js'
+import { ALL_ROLES, createTestClock, startBrokerStack, type TestClock } from './helpers/broker.js'
+import { readBody, startUpstream } from './helpers/upstream.js'
+
+const MAX_WAIT_SECONDS = 30
+const MAX_ATTEMPTS = 3
+const pki = await createTestPki()
+
+/** The fake clock, telling when the broker sets or clears a timer: no tick before the broker waits. */
+const base = createTestClock(Math.ceil(Date.now() / 1000) * 1000)
+const timers = new EventEmitter<{ set: [number], cleared: [] }>()
+const clock: TestClock = {
+  ...base,
+  setTimeout: (fn, ms) => {
+    const handle = base.setTimeout(fn, ms)
+    timers.emit('set', ms)
+    return handle
+  },
+  clearTimeout: (handle) => {
+    base.clearTimeout(handle)
+    timers.emit('cleared')
+  }
+}
+
+/** Resolves when the broker starts waiting `ms` on the clock. */
+function waitStarts (ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const listener = (set: number) => {
+      if (set !== ms) return
+      timers.off('set', listener)
+      resolve()
+    }
+    timers.on('set', listener)
+  })
+}
+
+/** 429s still to answer on a path of the custom upstream before it answers 200. */
+const throttled = new Map<string, number>()
+
+/** Answers by path: `/429-then-200` as `throttled` says, errors a request must not be retried after. */
+const custom = await startUpstream(t, (req, res, recorded) => {
+  readBody(req, recorded).then(() => {
+    const path = new URL(req.url as string, custom.url).pathname
+    if (path.endsWith('/reset')) return req.socket.destroy()
+    if (path.endsWith('/429-then-200')) {
+      const left = throttled.get(path) ?? 0
+      throttled.set(path, left - 1)
+      res.writeHead(left > 0 ? 429 : 200, left > 0 ? { 'retry-after': '2' } : { 'content-type': 'application/json' })
+      return res.end()
+    }
+    const status = Number(/\/(\d{3})$/.exec(path)?.[1] ?? 200)
+    const body = JSON.stringify({ error: { code: `Status${status}`, message: 'from the custom upstream', target: `custom-${custom.requests.length}` } })
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'retry-after': '1' })
+    res.end(body)
+  }, () => res.destroy())
+})
+
+const stack = await startBrokerStack(t, {
+  clock,
+  simulator: { pki, roles: ALL_ROLES, perMinute: 10_000 },
+  config: (c) => {
+    const first = { ...c.profiles[0] as ProfileConfig, rateLimit: { perMinute: 10_000, perHour: 100_000, maxQueueSeconds: 30 } }
+    return {
+      ...c,
+      retry: { maxWaitSeconds: MAX_WAIT_SECONDS, maxAttempts: MAX_ATTEMPTS },
+      profiles: [first, { ...first, name: 'custom', basePath: '/custom', upstream: custom.url }]
+    }
+  }
+})
+const { defender } = stack.simulator
+
+/** The 429 that the simulator forces, as the client gets it when it is passed back. */
+function forced429 (res: Dispatcher.ResponseData) {
+  return { error: { code: 'TooManyRequests', message: 'Forced 429 response.', target: res.headers['request-id'] } }
+}
+
+/** Past every pause a 429 put on the budgets, so the next scenario starts clean. */
+t.afterEach(async () => {
+  await clock.tickAsync(61_000)
+})
+
+t.test('a GET waits out Retry-After seconds on the clock, then is retried', async (t) => {
+  const sent = defender.requests.length
+  defender.forceNext(429, { headers: { 'retry-after': '7' } })
+  const waiting = waitStarts(7_000)
+  const pending = request(`${stack.url}/api/alerts?$top=1`)
+  await waiting
+  t.equal(defender.requests.length - sent, 1, 'one request so far')
+  await clock.tickAsync(6_999)
+  t.equal(defender.requests.length - sent, 1, 'still waiting 1 ms before Retry-After')
+  await clock.tickAsync(1)
+  const res = await pending
+  const body = await res.body.json() as { value: unknown[] }
+  t.equal(res.statusCode, 200, 'the client gets the retry\'s answer')
+  t.equal(body.value.length, 1)
+  t.equal(res.headers['retry-after'], undefined)
+  const seen = defender.requests.slice(sent)
+  t.strictSame(seen.map((r) => [r.method, r.url]), [['GET', '/api/alerts?$top=1'], ['GET', '/api/alerts?$top=1']], 'the same request twice')
+  t.equal(seen[1]?.headers.authorization, seen[0]?.headers.authorization)
+})
+
+t.test('a HEAD is retried too', async (t) => {
+  const sent = custom.requests.length
+  throttled.set('/api/machines/head/429-then-200', 1)
+  const waiting = waitStarts(2_000)
+  const pending = request(`${stack.url}/custom/api/machines/head/429-then-200`, { method: 'HEAD' })
+  await waiting
+  await clock.tickAsync(2_000)
+  const res = await pending
+  await res.body.dump()
+  t.equal(res.statusCode, 200)
+  t.strictSame(custom.requests.slice(sent).map((r) => r.method), ['HEAD', 'HEAD'])
+})
+
+t.test(`at most retry.maxAttempts (${MAX_ATTEMPTS}) attempts, then the last 429 is passed back`, async (t) => {
+  const sent = defender.requests.length
+  for (let i = 0; i < MAX_ATTEMPTS; i++) defender.forceNext(429, { headers: { 'retry-after': '3' } })
+  const pending = request(`${stack.url}/api/alerts`)
+  for (let i = 1; i < MAX_ATTEMPTS; i++) {
+    await waitStarts(3_000)
+    t.equal(defender.requests.length - sent, i, `attempt ${i} answered 429`)
+    await clock.tickAsync(3_000)
+  }
+  const res = await pending
+  t.equal(res.statusCode, 429)
+  t.equal(res.headers['retry-after'], '3', 'Retry-After intact')
+  t.strictSame(await res.body.json(), forced429(res), 'the API\'s own body')
+  t.equal(defender.requests.length - sent, MAX_ATTEMPTS)
+})
+
+t.test('an HTTP-date Retry-After is waited out too', async (t) => {
+  const sent = defender.requests.length
+  const date = new Date(clock.now() + 12_000).toUTCString()
+  defender.forceNext(429, { headers: { 'retry-after': date } })
+  const waiting = waitStarts(12_000)
+  const pending = request(`${stack.url}/api/alerts`)
+  await waiting
+  await clock.tickAsync(11_999)
+  t.equal(defender.requests.length - sent, 1)
+  await clock.tickAsync(1)
+  const res = await pending
+  await res.body.dump()
+  t.equal(res.statusCode, 200)
+  t.equal(defender.requests.length - sent, 2)
+})
+
+t.test(`a Retry-After over retry.maxWaitSeconds (${MAX_WAIT_SECONDS}) is passed back at once, intact`, async (t) => {
+  for (const later of [() => String(MAX_WAIT_SECONDS + 1), () => new Date(clock.now() + 60_000).toUTCString()]) {
+    const retryAfter = later()
+    const sent = defender.requests.length
+    defender.forceNext(429, { headers: { 'retry-after': retryAfter } })
+    const res = await request(`${stack.url}/api/alerts`)
+    t.equal(res.statusCode, 429, retryAfter)
+    t.equal(res.headers['retry-after'], retryAfter, 'as the API sent it')
+    t.strictSame(await res.body.json(), forced429(res))
+    t.equal(defender.requests.length - sent, 1, 'no retry')
+    await clock.tickAsync(61_000)
+  }
+})
+
+t.test('a 429 without a Retry-After the broker can read is passed back at once', async (t) => {
+  for (const headers of [{}, { 'retry-after': '-5' }, { 'retry-after': 'soon' }, { 'retry-after': '12 monkeys' }] as Array<Record<string, string>>) {
+    const name = headers['retry-after'] ?? 'none'
+    const sent = defender.requests.length
+    defender.forceNext(429, { headers })
+    const res = await request(`${stack.url}/api/alerts`)
+    t.equal(res.statusCode, 429, name)
+    t.equal(res.headers['retry-after'], headers['retry-after'], `${name}: as sent`)
+    t.strictSame(await res.body.json(), forced429(res))
+    t.equal(defender.requests.length - sent, 1, `${name}: not retried`)
+  }
+})
+
+t.test('a fractional Retry-After is rounded up, not read as a date', async (t) => {
+  const sent = defender.requests.length
+  defender.forceNext(429, { headers: { 'retry-after': '1.5' } })
+  const waiting = waitStarts(2_000)
+  const pending = request(`${stack.url}/api/alerts`)
+  await waiting
+  t.equal(defender.requests.length - sent, 1)
+  await clock.tickAsync(2_000)
+  const res = await pending
+  await res.body.dump()
+  t.equal(res.statusCode, 200)
+  t.equal(defender.requests.length - sent, 2)
+})
+
+t.test('a POST 429 is passed back as is, never retried', async (t) => {
+  const sent = defender.requests.length
+  defender.forceNext(429, { headers: { 'retry-after': '2' } })
+  const res = await request(`${stack.url}/api/advancedqueries/run`, { method: 'POST', body: '{"Query":"DeviceInfo | take 1"}', headers: { 'content-type': 'application/json' } })
+  t.equal(res.statusCode, 429)
+  t.equal(res.headers['retry-after'], '2')
+  t.strictSame(await res.body.json(), forced429(res))
+  t.equal(defender.requests.length - sent, 1, 'sent once')
+  await clock.tickAsync(2_000)
+  t.equal(defender.requests.length - sent, 1, 'and not again after the Retry-After')
+})
+
+t.test('no retry of a non-idempotent request on any error', async (t) => {
+  for (const method of ['POST', 'PUT', 'PATCH', 'DELETE'] as const) {
+    for (const status of [429, 500, 502, 503]) {
+      const sent = custom.requests.length
+      const res = await request(`${stack.url}/custom/api/x/${status}`, { method, body: method === 'DELETE' ? undefined : '{}' })
+      const body = await res.body.json()
+      t.equal(res.statusCode, status, `${method} ${status}: passed back`)
+      t.strictSame(body, { error: { code: `Status${status}`, message: 'from the custom upstream', target: `custom-${sent + 1}` } })
+      t.equal(res.headers['retry-after'], '1')
+      t.equal(custom.requests.length - sent, 1, `${method} ${status}: sent once`)
+      await clock.tickAsync(1_000)
+    }
+    const sent = custom.requests.length
+    const res = await request(`${stack.url}/custom/api/x/reset`, { method, body: method === 'DELETE' ? undefined : '{}' })
+    t.equal(res.statusCode, 502, `${method} reset: 502`)
+    t.strictSame(await res.body.json(), {
+      error: {
+        code: 'BrokerUpstreamUnreachable',
+        message: `The Defender API at ${custom.url} could not be reached (connection reset): check the network, proxy and upstream settings.`,
+        target: res.headers['x-request-id']
+      }
+    })
+    t.equal(custom.requests.length - sent, 1, `${method} reset: sent once`)
+  }
+  for (const status of [500, 502, 503]) {
+    const sent = custom.requests.length
+    const res = await request(`${stack.url}/custom/api/x/${status}`)
+    await res.body.dump()
+    t.equal(res.statusCode, status, `GET ${status}: only a 429 is waited out`)
+    t.equal(custom.requests.length - sent, 1)
+  }
+})
+
+t.test('a client that goes away while the broker waits out a Retry-After: nothing is sent again', async (t) => {
+  const sent = defender.requests.length
+  defender.forceNext(429, { headers: { 'retry-after': '9' } })
+  const waiting = waitStarts(9_000)
+  const abort = new AbortController()
+  // A client of its own, closed at the end: no connection it opened is left for the broker to drain.
+  const client = new Agent()
+  t.teardown(() => client.destroy())
+  const pending = request(`${stack.url}/api/alerts`, { signal: abort.signal, dispatcher: client })
+  await waiting
+  const cleared = once(timers, 'cleared')
+  abort.abort()
+  await t.rejects(pending, { name: 'AbortError' })
+  await cleared
+  await clock.tickAsync(9_000)
+  t.equal(defender.requests.length - sent, 1, 'the wait was dropped with the client')
+})
