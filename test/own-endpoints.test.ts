@@ -2,7 +2,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { getGlobalDispatcher } from 'undici'
+import { getGlobalDispatcher, request } from 'undici'
 import { createTestPki } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
 import type { TokenHolder } from '../src/tokens/token-holder.js'
@@ -209,4 +209,18 @@ t.test('a caller\'s safe x-request-id is echoed, an unsafe one replaced', SCENAR
     t.match(reply.headers['x-request-id'], UUID, `${what}: replaced by the broker's own`)
     t.notOk(stack.logs.text().includes(unsafe), `${what}: never logged`)
   }
+})
+
+t.test('the reserved names are the broker\'s whatever the method: nothing goes upstream', async (t) => {
+  const stack = await startBrokerStack(t)
+  const before = stack.simulator.defender.requests.length
+  for (const path of ['/healthz', '/readyz', '/metrics', '/status']) {
+    const res = await request(`${stack.url}${path}`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })
+    const id = res.headers['x-request-id']
+    t.equal(res.statusCode, 404, `POST ${path}`)
+    t.strictSame(await res.body.json(), {
+      error: { code: 'BrokerNotFound', message: `No profile serves ${path}: check the base URL and the profiles' basePath.`, target: id }
+    })
+  }
+  t.equal(stack.simulator.defender.requests.length, before, 'the API saw none of them')
 })

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { Clock } from '../clock.js'
+import { BrokerNotFound } from '../errors.js'
 import type { Profile } from '../profiles.js'
 import type { BrokerMetrics } from './metrics.js'
 
@@ -23,6 +24,15 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, m
   })
 
   app.get('/healthz', async () => ({ status: 'ok' }))
+
+  // The names are the broker's whatever the method: nothing under them goes upstream.
+  for (const path of RESERVED_PATHS) {
+    app.route({
+      method: ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
+      url: path,
+      handler: async () => { throw new BrokerNotFound(path) }
+    })
+  }
 
   app.get('/readyz', async (_request, reply) => {
     const reasons: Record<string, string> = {}
