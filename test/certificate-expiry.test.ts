@@ -2,11 +2,10 @@ import t, { type Test } from 'tap'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { request } from 'undici'
 import type { CertificateStatus, CertificateWatch } from '../src/credentials/index.js'
 import { createTestPki, startSimulator, type ClientCertificate } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import { createTestClock, startBrokerStack, type BrokerStack, type BrokerStackOptions } from './helpers/broker.js'
+import { createTestClock, startBrokerStack, type BrokerStack, type BrokerStackOptions, statusOf } from './helpers/broker.js'
 import { cliEnv, runCli } from './helpers/spawn.js'
 
 const pki = await createTestPki()
@@ -17,12 +16,6 @@ function watchOf (stack: BrokerStack): CertificateWatch {
   const watch = stack.app.profiles[0]?.credential.certificate
   if (watch === undefined) throw new TypeError('the profile has no certificate')
   return watch
-}
-
-async function statusOf (stack: BrokerStack): Promise<Record<string, unknown>> {
-  const res = await request(`${stack.url}/status`)
-  const body = await res.body.json() as { profiles: Array<Record<string, unknown>> }
-  return body.profiles[0] ?? {}
 }
 
 function certificateLines (stack: BrokerStack): Array<Record<string, unknown>> {

@@ -3,11 +3,9 @@ import { once } from 'node:events'
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { request } from 'undici'
 import { createTestPki, signJwt, type FederatedCredential, type Simulator, type TokenRequestEvent } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import type { TokenHolder } from '../src/tokens/token-holder.js'
-import { createTestClock, startBrokerStack, type BrokerStack, type BrokerStackOptions } from './helpers/broker.js'
+import { createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, getAlerts, statusOf } from './helpers/broker.js'
 
 const pki = await createTestPki()
 const SCENARIO = { timeout: 20_000 }
@@ -35,30 +33,6 @@ function assertion (options: { subject?: string, expiresInSeconds?: number } = {
     jti: randomUUID(),
     'kubernetes.io': { namespace: 'soc', serviceaccount: { name: 'defender-token-broker' } }
   }, issuerKeys.privateKey, { kid: 'cluster-key-1' })
-}
-
-function holderOf (stack: BrokerStack): TokenHolder {
-  const profile = stack.app.profiles[0]
-  if (profile === undefined) throw new TypeError('the stack has no profile')
-  return profile.tokens
-}
-
-async function nextFailure (holder: TokenHolder): Promise<[TokenFailure, number]> {
-  const { lastError, retryAt } = holder.status()
-  if (lastError !== undefined && retryAt !== undefined) return [lastError, retryAt]
-  return await once(holder, 'failed') as [TokenFailure, number]
-}
-
-async function getAlerts (stack: BrokerStack): Promise<number> {
-  const res = await request(`${stack.url}/api/alerts?$top=1`)
-  await res.body.dump()
-  return res.statusCode
-}
-
-async function statusOf (stack: BrokerStack): Promise<Record<string, unknown>> {
-  const res = await request(`${stack.url}/status`)
-  const body = await res.body.json() as { profiles: Array<Record<string, unknown>> }
-  return body.profiles[0] ?? {}
 }
 
 /** A stack whose one profile authenticates with the assertion in `file` (AZURE_FEDERATED_TOKEN_FILE). */

@@ -1,21 +1,14 @@
 import t from 'tap'
 import { renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { request } from 'undici'
 import { createTestPki, type Simulator } from '../src/simulator/index.js'
-import { startBrokerStack, type BrokerStack } from './helpers/broker.js'
+import { startBrokerStack, getAlerts } from './helpers/broker.js'
 
 // An upstream 401 after a rotation: the broker's one replay fetches a fresh token, and that token
 // request reads the rotated file. (Rotation at the scheduled refresh: credentials.test.ts and
 // credential-federated.test.ts.)
 const pki = await createTestPki()
 const SCENARIO = { timeout: 20_000 }
-
-async function getAlerts (stack: BrokerStack): Promise<number> {
-  const res = await request(`${stack.url}/api/alerts?$top=1`)
-  await res.body.dump()
-  return res.statusCode
-}
 
 function writePrivate (file: string, text: string): string {
   writeFileSync(file, text, { mode: 0o600 })

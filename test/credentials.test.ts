@@ -2,39 +2,13 @@ import t, { type Test } from 'tap'
 import { once } from 'node:events'
 import { chmodSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { request } from 'undici'
 import { createTestPki, type ClientCertificate, type Simulator, type TokenRequestEvent } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import type { TokenHolder } from '../src/tokens/token-holder.js'
-import { createTestClock, startBrokerStack, type BrokerStack, type BrokerStackOptions } from './helpers/broker.js'
+import { createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, getAlerts, statusOf } from './helpers/broker.js'
 
 const pki = await createTestPki()
 /** A scenario that waits on an event that never comes fails here, not at the file's timeout. */
 const SCENARIO = { timeout: 20_000 }
-
-function holderOf (stack: BrokerStack): TokenHolder {
-  const profile = stack.app.profiles[0]
-  if (profile === undefined) throw new TypeError('the stack has no profile')
-  return profile.tokens
-}
-
-async function nextFailure (holder: TokenHolder): Promise<[TokenFailure, number]> {
-  const { lastError, retryAt } = holder.status()
-  if (lastError !== undefined && retryAt !== undefined) return [lastError, retryAt]
-  return await once(holder, 'failed') as [TokenFailure, number]
-}
-
-async function getAlerts (stack: BrokerStack): Promise<number> {
-  const res = await request(`${stack.url}/api/alerts?$top=1`)
-  await res.body.dump()
-  return res.statusCode
-}
-
-async function statusOf (stack: BrokerStack): Promise<Record<string, unknown>> {
-  const res = await request(`${stack.url}/status`)
-  const body = await res.body.json() as { profiles: Array<Record<string, unknown>> }
-  return body.profiles[0] ?? {}
-}
 
 function claimsOf (token: string | undefined): Record<string, unknown> {
   return JSON.parse(Buffer.from(token?.split('.')[1] ?? '', 'base64url').toString('utf8'))

@@ -8,7 +8,7 @@ import { request } from 'undici'
 import { createTestPki, type TestPki } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
 import type { TokenHolder } from '../src/tokens/token-holder.js'
-import { startBrokerStack, type BrokerStack, type BrokerStackOptions } from './helpers/broker.js'
+import { startBrokerStack, type BrokerStack, type BrokerStackOptions, holderOf, statusOf } from './helpers/broker.js'
 import { skipWithoutTinyproxy, startTinyproxy, type Tinyproxy } from './helpers/tinyproxy.js'
 
 // BROKER_CA_FILE is the only CA the broker trusts beyond Node's: the helper's shortcut (trusting
@@ -20,20 +20,8 @@ const pki = await createTestPki()
 const otherPki = await createTestPki()
 const skipProxied = skipWithoutTinyproxy(t)
 
-function holderOf (stack: BrokerStack): TokenHolder {
-  const profile = stack.app.profiles[0]
-  if (profile === undefined) throw new TypeError('the stack has no profile')
-  return profile.tokens
-}
-
 async function nextFailure (holder: TokenHolder): Promise<TokenFailure> {
   return holder.status().lastError ?? (await once(holder, 'failed') as [TokenFailure])[0]
-}
-
-async function statusOf (stack: BrokerStack): Promise<Record<string, unknown>> {
-  const res = await request(`${stack.url}/status`)
-  const body = await res.body.json() as { profiles: Array<Record<string, unknown>> }
-  return body.profiles[0] ?? {}
 }
 
 function caFile (t: Test, ...pems: string[]): string {

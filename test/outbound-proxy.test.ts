@@ -6,7 +6,7 @@ import { request } from 'undici'
 import { createOutboundDispatcher } from '../src/outbound/dispatcher.js'
 import { createTestPki } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import { startBrokerStack, type BrokerStack, type BrokerStackOptions } from './helpers/broker.js'
+import { startBrokerStack, type BrokerStack, type BrokerStackOptions, getAlerts } from './helpers/broker.js'
 import { skipWithoutTinyproxy, startTinyproxy } from './helpers/tinyproxy.js'
 
 // Debian's tinyproxy, a real forward proxy, carries the traffic; without it these are skipped
@@ -15,12 +15,6 @@ const SCENARIO = { timeout: 20_000, skip: skipWithoutTinyproxy(t) }
 const pki = await createTestPki()
 
 const portOf = (url: string): string => new URL(url).port
-
-async function getAlerts (stack: BrokerStack): Promise<number> {
-  const res = await request(`${stack.url}/api/alerts?$top=1`)
-  await res.body.dump()
-  return res.statusCode
-}
 
 async function statusText (stack: BrokerStack): Promise<string> {
   const res = await request(`${stack.url}/status`)

@@ -9,8 +9,7 @@ import { getGlobalDispatcher } from 'undici'
 import type { Dispatcher } from 'undici'
 import { createTestPki } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import type { TokenHolder } from '../src/tokens/token-holder.js'
-import { createTestClock, startBrokerStack, type BrokerStack } from './helpers/broker.js'
+import { createTestClock, startBrokerStack, type BrokerStack, holderOf, nextFailure } from './helpers/broker.js'
 
 const pki = await createTestPki()
 /** A scenario that waits on an event that never comes fails here, not at the file's timeout. */
@@ -46,18 +45,6 @@ class Client {
   async probe (): Promise<void> {
     for (const path of ['/healthz', '/readyz', '/status']) await this.send(path)
   }
-}
-
-function holderOf (stack: BrokerStack): TokenHolder {
-  const profile = stack.app.profiles[0]
-  if (profile === undefined) throw new TypeError('the stack has no profile')
-  return profile.tokens
-}
-
-async function nextFailure (holder: TokenHolder): Promise<[TokenFailure, number]> {
-  const { lastError, retryAt } = holder.status()
-  if (lastError !== undefined && retryAt !== undefined) return [lastError, retryAt]
-  return await once(holder, 'failed') as [TokenFailure, number]
 }
 
 /** Each token whole, and its signature alone: a truncated or re-encoded copy still shows that. */

@@ -4,7 +4,7 @@ import { request } from 'undici'
 import { createTestPki, type EntraMode } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
 import type { TokenHolder } from '../src/tokens/token-holder.js'
-import { createTestClock, startBrokerStack, type BrokerStack } from './helpers/broker.js'
+import { createTestClock, startBrokerStack, type BrokerStack, holderOf, nextFailure } from './helpers/broker.js'
 
 const SKEW_MS = 60_000
 const pki = await createTestPki()
@@ -23,19 +23,7 @@ async function call (stack: BrokerStack, path: string): Promise<Reply> {
   return { status: res.statusCode, headers: res.headers, json: text === '' ? undefined : JSON.parse(text) }
 }
 
-function holderOf (stack: BrokerStack): TokenHolder {
-  const profile = stack.app.profiles[0]
-  if (profile === undefined) throw new TypeError('the stack has no profile')
-  return profile.tokens
-}
-
 /** The failure of the token call under way or just done: it may have failed before we listened. */
-async function nextFailure (holder: TokenHolder): Promise<[TokenFailure, number]> {
-  const { lastError, retryAt } = holder.status()
-  if (lastError !== undefined && retryAt !== undefined) return [lastError, retryAt]
-  return await once(holder, 'failed') as [TokenFailure, number]
-}
-
 function retryAfterSeconds (retryAt: number, now: number): number {
   return Math.max(1, Math.ceil((retryAt - now) / 1000))
 }

@@ -1,10 +1,9 @@
 import t from 'tap'
 import { once } from 'node:events'
-import { request } from 'undici'
 import type { Config } from '../src/config/types.js'
 import type { Credential } from '../src/credentials/index.js'
 import { createTestPki } from '../src/simulator/index.js'
-import { createTestClock, startBrokerStack, type BrokerStack } from './helpers/broker.js'
+import { createTestClock, startBrokerStack, type BrokerStack, getAlerts } from './helpers/broker.js'
 
 const BEFORE_MS = 600_000
 const MAX_JITTER_MS = 30_000
@@ -52,12 +51,6 @@ function holderOf (stack: BrokerStack) {
   const profile = stack.app.profiles[0]
   if (profile === undefined) throw new TypeError('the stack has no profile')
   return { holder: profile.tokens, watch: watchCredential(profile.credential) }
-}
-
-async function getAlerts (stack: BrokerStack): Promise<number> {
-  const res = await request(`${stack.url}/api/alerts?$top=1`)
-  await res.body.dump()
-  return res.statusCode
 }
 
 function bearers (stack: BrokerStack): Array<string | undefined> {

@@ -1,3 +1,7 @@
+import { once } from 'node:events'
+import { request } from 'undici'
+import type { TokenFailure } from '../../src/tokens/token-error.js'
+import type { TokenHolder } from '../../src/tokens/token-holder.js'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, type AppDeps } from '../../src/app.js'
@@ -107,3 +111,31 @@ export async function startBrokerStack (t: Teardown, options: BrokerStackOptions
 
 /** Every application permission the API's endpoints name: a token that passes every preflight. */
 export const ALL_ROLES: string[] = [...new Set(DEFENDER_ENDPOINTS.flatMap((endpoint) => endpoint.permissions))]
+
+/** The token holder of the stack's first profile. */
+export function holderOf (stack: BrokerStack): TokenHolder {
+  const profile = stack.app.profiles[0]
+  if (profile === undefined) throw new TypeError('the stack has no profile')
+  return profile.tokens
+}
+
+/** The holder's last failure, or the next one when none is recorded yet. */
+export async function nextFailure (holder: TokenHolder): Promise<[TokenFailure, number]> {
+  const { lastError, retryAt } = holder.status()
+  if (lastError !== undefined && retryAt !== undefined) return [lastError, retryAt]
+  return await once(holder, 'failed') as [TokenFailure, number]
+}
+
+/** The status code of one `GET /api/alerts?$top=1` through the broker. */
+export async function getAlerts (stack: BrokerStack): Promise<number> {
+  const res = await request(`${stack.url}/api/alerts?$top=1`)
+  await res.body.dump()
+  return res.statusCode
+}
+
+/** The first profile's entry of `/status`. */
+export async function statusOf (stack: BrokerStack): Promise<Record<string, unknown>> {
+  const res = await request(`${stack.url}/status`)
+  const body = await res.body.json() as { profiles: Array<Record<string, unknown>> }
+  return body.profiles[0] ?? {}
+}
