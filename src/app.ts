@@ -18,6 +18,7 @@ import { createMetrics, type BrokerMetrics } from './observability/metrics.js'
 import { createProfileRouter, createProfiles, type Profile } from './profiles.js'
 import { createForwarder, upstreamError } from './proxy/forward.js'
 import { createAuthorizer, registerInbound } from './inbound/index.js'
+import { trackConnections, type ConnectionDrain } from './inbound/connections.js'
 import { applyConnectionLimits, DEFAULT_SERVER_LIMITS, serverOptions, type ServerLimits } from './inbound/limits.js'
 import { protocolViolation, refuseUpgrade, responseOutstanding, unmetExpectation } from './inbound/protocol.js'
 import { checkRequestTarget } from './proxy/request-target.js'
@@ -64,6 +65,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   // The refusal says `connection: close`, so no request pipelined behind it may run (RFC 9112 9.6).
   const refusedConnections = new WeakSet<object>()
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...deps.limits }
+  let connections: ConnectionDrain | undefined
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new RequestLog(audit),
@@ -108,6 +110,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
         metrics.inboundRejected(refusal.code)
         rejectRequest(req, res, refusal, logger)
       })
+      connections = trackConnections(server)
       return applyConnectionLimits(server, limits)
     }
   })
@@ -153,6 +156,8 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
       profile.tokens.start().catch(() => {})
     }
   })
+  // Draining: what has nothing in progress is closed at once; the rest as it finishes.
+  app.addHook('preClose', async () => connections?.closeIdle())
   app.addHook('onClose', async () => {
     for (const profile of profiles) profile.tokens.close()
     await Promise.all(profiles.map((profile) => profile.budget.close()))

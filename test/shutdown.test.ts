@@ -6,6 +6,8 @@ import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { DEFAULT_SHUTDOWN_GRACE_MS } from '../src/server.js'
 import { startSimulator } from '../src/simulator/index.js'
+import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
+import { openConnection } from './helpers/raw-socket.js'
 import { acceptsConnections, cliEnv, DEFAULT_WAIT_MS, logLines, spawnCli, type CliProcess } from './helpers/spawn.js'
 import { parseRawResponse, startUpstream, type Upstream } from './helpers/upstream.js'
 
@@ -122,4 +124,21 @@ t.test('a second signal exits at once with code 1, cutting in-flight requests of
   t.ok(Date.now() - started < DEFAULT_SHUTDOWN_GRACE_MS, 'well before the grace period ends')
   t.match(logLines(exit.stdout).find((line) => line.level === 50), { signal: 'SIGTERM', msg: /^second signal: exiting at once/ }, 'the log says why')
   t.not(await inFlight, 200, 'the in-flight request did not complete')
+})
+
+t.test('closing does not wait on connections with nothing in progress, even those that never sent a request', { timeout: 10_000 }, async (t) => {
+  const upstream = await startUpstream(t)
+  const stack = await startBrokerStack(t, { simulator: { roles: ALL_ROLES }, env: { BROKER_UPSTREAM: upstream.url } })
+  const silent = await openConnection(t, stack.url)
+  const halfHead = await openConnection(t, stack.url)
+  halfHead.socket.write('GET /api/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n')
+  const keptAlive = await openConnection(t, stack.url)
+  keptAlive.socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+  await keptAlive.waitFor(/\r\n\r\n\{"status":"ok"/)
+
+  // With the keep-alive timeout at its default (72 s), any of them would hold this up past the test's timeout.
+  await stack.app.close()
+  await Promise.all([silent.closed, halfHead.closed, keptAlive.closed])
+  t.pass('closed, and so were the three connections')
+  t.equal(silent.text(), '', 'nothing was written to the silent one')
 })
