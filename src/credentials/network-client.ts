@@ -37,6 +37,7 @@ interface TokenCall {
  * of a failed request, which msal-node replaces with a bare `network_error`.
  */
 const tokenCall = new AsyncLocalStorage<TokenCall>()
+let callsUnderWay = 0
 
 /**
  * Runs one token call of msal-node. When it fails because a request got no answer (refused,
@@ -45,6 +46,7 @@ const tokenCall = new AsyncLocalStorage<TokenCall>()
  */
 export async function runTokenCall<T> (signal: AbortSignal, fn: () => Promise<T>, options: TokenCallOptions = {}): Promise<T> {
   const call: TokenCall = { signal, network: options.network }
+  callsUnderWay++
   try {
     return await tokenCall.run(call, fn)
   } catch (err) {
@@ -54,6 +56,10 @@ export async function runTokenCall<T> (signal: AbortSignal, fn: () => Promise<T>
     }
     if (call.response !== undefined && call.response.status >= 400) throw options.refused?.(call.response) ?? err
     throw err
+  } finally {
+    // On Node 20 the storage keeps a promise hook on for every promise of the process while it
+    // is enabled; between token calls the forwarding path does without it.
+    if (--callsUnderWay === 0) tokenCall.disable()
   }
 }
 

@@ -14,6 +14,30 @@ export interface LoggerOptions {
   destination?: DestinationStream
 }
 
+/** Lines are gathered up to this many bytes, so a busy broker makes one write for many lines. */
+const LOG_BATCH_BYTES = 4096
+/** And written at most this long after the first of them, however quiet the broker is. */
+export const LOG_FLUSH_MS = 50
+
+/**
+ * stdout through sonic-boom, lines written in batches: a line per request would otherwise be a
+ * write of its own. What is gathered is written within `LOG_FLUSH_MS`, and at exit.
+ */
+function batchedStdout (): DestinationStream {
+  const stdout = pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES })
+  let timer: NodeJS.Timeout | undefined
+  const flush = () => {
+    timer = undefined
+    stdout.flush()
+  }
+  return {
+    write (line: string) {
+      stdout.write(line)
+      timer ??= setTimeout(flush, LOG_FLUSH_MS).unref()
+    }
+  }
+}
+
 /** pino JSON on stdout, pretty only when stdout is a terminal. */
 export function createLogger (options: LoggerOptions): Logger {
   const base = {
@@ -25,5 +49,5 @@ export function createLogger (options: LoggerOptions): Logger {
   if (process.stdout.isTTY === true) {
     return pino(base, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }))
   }
-  return pino(base, pino.destination({ dest: 1, sync: false }))
+  return pino(base, batchedStdout())
 }

@@ -1,3 +1,4 @@
+import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { sleep, type Clock } from '../clock.js'
@@ -13,6 +14,7 @@ import type { HeldToken } from '../tokens/token-holder.js'
 import { upstreamRequestHeaders } from './headers.js'
 import { takeRequestBody, type RequestBody } from './request-body.js'
 import { shapeResponse } from './response.js'
+import { UpstreamExchange } from './upstream-exchange.js'
 import { parseRetryAfter } from './retry-after.js'
 
 export interface ForwarderOptions {
@@ -52,9 +54,13 @@ export function createForwarder (options: ForwarderOptions) {
     let token = await profile.tokens.get()
     preflight(endpoint, token)
 
+    // Whatever is under way for the client stops when it goes away: a wait, or the API's call.
     const abort = new AbortController()
+    let exchange: UpstreamExchange | undefined
     reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) abort.abort()
+      if (reply.raw.writableFinished) return
+      abort.abort()
+      exchange?.abort(new ClientGone())
     })
     const body = await takeRequestBody(request.raw)
     const idempotentRead = method === 'GET' || method === 'HEAD'
@@ -63,26 +69,27 @@ export function createForwarder (options: ForwarderOptions) {
     for (let attempt = 1; ; attempt++) {
       const wait = profile.budget.acquire(endpoint?.rateLimit, abort.signal)
       if (wait !== undefined) await wait
+      if (abort.signal.aborted) return reply
       const started = performance.now()
-      let response: Dispatcher.ResponseData
+      exchange = new UpstreamExchange().start(dispatcher, {
+        origin,
+        path: upstreamTarget,
+        method: method as Dispatcher.HttpMethod,
+        headers: upstreamRequestHeaders(request.headers, `Bearer ${token.value}`),
+        body: bodyOf(body),
+        headersTimeout: responseTimeoutMs,
+        bodyTimeout: responseTimeoutMs
+      })
+      let head
       try {
-        response = await dispatcher.request({
-          origin,
-          path: upstreamTarget,
-          method: method as Dispatcher.HttpMethod,
-          headers: upstreamRequestHeaders(request.headers, `Bearer ${token.value}`),
-          body: bodyOf(body),
-          signal: abort.signal,
-          headersTimeout: responseTimeoutMs,
-          bodyTimeout: responseTimeoutMs
-        })
+        head = await exchange.head
       } catch (err) {
         if (abort.signal.aborted) return reply
         const error = upstreamError(err, origin)
         metrics.upstreamFailed(name, error.code)
         throw error
       }
-      const status = response.statusCode
+      const status = head.status
       metrics.upstreamResponse(name, method, status, (performance.now() - started) / 1000)
 
       if (status === 401 && !renewed) {
@@ -91,7 +98,7 @@ export function createForwarder (options: ForwarderOptions) {
         // gets the fresh token.
         renewed = true
         if (body.replayable) {
-          await response.body.dump()
+          await exchange.dump()
           token = await renewToken(profile, token.value)
           preflight(endpoint, token)
           continue
@@ -99,10 +106,10 @@ export function createForwarder (options: ForwarderOptions) {
         profile.tokens.renew(token.value).catch(() => {})
       }
       if (status === 429) {
-        const seconds = parseRetryAfter(response.headers['retry-after'], clock.now())
+        const seconds = parseRetryAfter(head.headers['retry-after'], clock.now())
         if (seconds !== undefined) profile.budget.pause(endpoint?.rateLimit, clock.now() + seconds * 1000)
         if (idempotentRead && attempt < maxAttempts && seconds !== undefined && seconds <= maxWaitSeconds) {
-          await response.body.dump()
+          await exchange.dump()
           try {
             await sleep(clock, seconds * 1000, abort.signal)
           } catch {
@@ -112,25 +119,45 @@ export function createForwarder (options: ForwarderOptions) {
         }
       }
 
-      const requestId = response.headers['request-id'] ?? response.headers['x-ms-request-id']
+      const requestId = head.headers['request-id'] ?? head.headers['x-ms-request-id']
       if (typeof requestId === 'string') request.broker.upstreamRequestId = requestId
       request.broker.upstreamStatus = status
       const base = profile.config.basePath === '/' ? '' : profile.config.basePath
       request.broker.upstream = origin
       let shaped
       try {
-        shaped = await shapeResponse(method, status, response.headers, response.body, origin, `http://${request.headers.host}${base}`)
+        shaped = await shapeResponse(method, status, head.headers, exchange, origin, `http://${request.headers.host}${base}`)
       } catch (err) {
         if (abort.signal.aborted) return reply
         throw upstreamError(err, origin)
       }
       const sent = changesState(method) && status >= 200 && status < 300
-        ? watchMachineActionId(shaped.body, shaped.headers, (id) => { request.broker.machineActionId = id })
+        ? watchMachineActionId(shaped.body ?? exchange.stream(), shaped.headers, (id) => { request.broker.machineActionId = id })
         : shaped.body
-      reply.code(status)
-      reply.headers(shaped.headers)
-      return reply.send(sent)
+      if (sent !== undefined) {
+        reply.code(status)
+        reply.headers(shaped.headers)
+        return reply.send(sent)
+      }
+      // The API's body as it comes, straight into the client's response.
+      try {
+        await exchange.pipeTo(reply.raw, () => {
+          reply.hijack()
+          reply.raw.writeHead(status, { ...reply.getHeaders(), ...shaped.headers } as OutgoingHttpHeaders)
+        })
+      } catch (err) {
+        if (abort.signal.aborted) return reply
+        throw upstreamError(err, origin)
+      }
+      return reply
     }
+  }
+}
+
+/** Why an exchange stopped when the client went away. */
+class ClientGone extends Error {
+  constructor () {
+    super('the client went away')
   }
 }
 

@@ -2,6 +2,7 @@ import { pipeline, type Readable } from 'node:stream'
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib'
 import { clientResponseHeaders } from './headers.js'
 import { createNextLinkRewriter, rewriteNextLink } from './next-link.js'
+import type { UpstreamExchange } from './upstream-exchange.js'
 
 const DECODERS: Record<string, () => NodeJS.ReadWriteStream> = {
   gzip: createGunzip,
@@ -15,7 +16,8 @@ export const SMALL_PAGE_BYTES = 256 * 1024
 
 export interface ShapedResponse {
   headers: Record<string, string | string[]>
-  body: Readable | Buffer
+  /** A page rewritten whole, the body on its way through transforms, or undefined: the API's body as it comes. */
+  body: Buffer | Readable | undefined
 }
 
 /**
@@ -28,7 +30,7 @@ export async function shapeResponse (
   method: string,
   status: number,
   upstreamHeaders: Record<string, string | string[] | undefined>,
-  body: Readable,
+  body: UpstreamExchange,
   upstreamOrigin: string,
   brokerBase: string
 ): Promise<ShapedResponse> {
@@ -39,24 +41,24 @@ export async function shapeResponse (
   }
   const type = headers['content-type']
   if (method !== 'GET' || status !== 200 || typeof type !== 'string' || !type.includes('json')) {
-    return { headers, body }
+    return { headers, body: undefined }
   }
   const encoding = headers['content-encoding']
   const length = Number(headers['content-length'])
   if (encoding === undefined && length <= SMALL_PAGE_BYTES) {
-    const page = rewriteNextLink(await readAll(body, length), upstreamOrigin, brokerBase)
+    const page = rewriteNextLink(await body.readAll(), upstreamOrigin, brokerBase)
     headers['content-length'] = String(page.length)
     return { headers, body: page }
   }
   const decode = typeof encoding === 'string' ? DECODERS[encoding.trim().toLowerCase()] : undefined
-  if (encoding !== undefined && decode === undefined) return { headers, body }
+  if (encoding !== undefined && decode === undefined) return { headers, body: undefined }
   delete headers['content-length']
   delete headers['content-encoding']
   const rewriter = createNextLinkRewriter(upstreamOrigin, brokerBase)
   const noop = () => {}
   const out = decode === undefined
-    ? pipeline(body, rewriter, noop)
-    : pipeline(body, decode(), rewriter, noop)
+    ? pipeline(body.stream(), rewriter, noop)
+    : pipeline(body.stream(), decode(), rewriter, noop)
   return { headers, body: out as Readable }
 }
 
@@ -64,10 +66,4 @@ function startsWithOrigin (url: string, origin: string): boolean {
   if (url.length < origin.length || url.slice(0, origin.length).toLowerCase() !== origin) return false
   const next = url.charCodeAt(origin.length)
   return Number.isNaN(next) || next === 47 /* / */ || next === 63 /* ? */
-}
-
-async function readAll (body: Readable, length: number): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const chunk of body) chunks.push(chunk as Buffer)
-  return chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, length)
 }
