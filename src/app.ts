@@ -68,7 +68,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   let connections: ConnectionDrain | undefined
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    logController: new RequestLog(audit),
+    logController: new RequestLog(audit, logger),
     genReqId: requestId,
     requestIdHeader: false,
     // While draining, a request already on an open connection is answered as usual, with

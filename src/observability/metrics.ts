@@ -115,11 +115,28 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
     })
   }
 
+  // The labelled series a forwarded request counts in, looked up once per label set rather than
+  // hashed from the labels on every request. The sets are bounded: profiles, methods, statuses.
+  const responseSeries = new Map<string, { count: () => void, observe: (seconds: number) => void }>()
+  function seriesOf (profile: string, method: string, status: number) {
+    const methodLabel = METHODS.has(method) ? method : 'OTHER'
+    const key = `${profile} ${methodLabel} ${status}`
+    let series = responseSeries.get(key)
+    if (series === undefined) {
+      const counter = upstream.labels({ profile, method: methodLabel, status: String(status) })
+      const histogram = duration.labels({ profile })
+      series = { count: () => counter.inc(), observe: (seconds) => histogram.observe(seconds) }
+      responseSeries.set(key, series)
+    }
+    return series
+  }
+
   return {
     registry,
     upstreamResponse (profile, method, status, seconds) {
-      upstream.inc({ profile, method: METHODS.has(method) ? method : 'OTHER', status: String(status) })
-      duration.observe({ profile }, seconds)
+      const series = seriesOf(profile, method, status)
+      series.count()
+      series.observe(seconds)
     },
     upstreamFailed (profile, code) {
       upstreamFailures.inc({ profile, code: codeLabel(code) })

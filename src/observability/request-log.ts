@@ -1,4 +1,5 @@
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
 import { changesState, type AuditLog } from './audit.js'
 
 declare module 'fastify' {
@@ -27,11 +28,15 @@ declare module 'fastify' {
  */
 export class RequestLog extends LogController {
   readonly #audit: AuditLog
+  readonly #lines: Logger
   readonly #logged = new WeakSet<FastifyRequest>()
 
-  constructor (audit: AuditLog) {
+  constructor (audit: AuditLog, logger: Logger) {
     super()
     this.#audit = audit
+    // The line is made of the fields below and nothing else, none of them a secret's: the
+    // logger's redaction, which walks every object logged, has nothing to find in it.
+    this.#lines = logger.child({}, { redact: [] })
   }
 
   override incomingRequest (request: FastifyRequest, reply: FastifyReply): void {
@@ -55,6 +60,7 @@ export class RequestLog extends LogController {
     const path = queryAt === -1 ? url : url.slice(0, queryAt)
     const status = aborted && !reply.raw.headersSent ? undefined : reply.statusCode
     const line = {
+      reqId: request.id,
       client: broker.client,
       profile: broker.profile,
       method,
@@ -65,8 +71,8 @@ export class RequestLog extends LogController {
       code: broker.code,
       ...(aborted ? { aborted } : {})
     }
-    if (error) request.log.error({ ...line, err: { message: error.message, code: (error as { code?: string }).code } }, 'request failed')
-    else request.log.info(line, 'request')
+    if (error) request.log.error({ ...line, reqId: undefined, err: { message: error.message, code: (error as { code?: string }).code } }, 'request failed')
+    else this.#lines.info(line, 'request')
 
     if (!changesState(method)) return
     this.#audit.record({

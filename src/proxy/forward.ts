@@ -15,6 +15,7 @@ import { upstreamRequestHeaders } from './headers.js'
 import { takeRequestBody, type RequestBody } from './request-body.js'
 import { shapeResponse } from './response.js'
 import { UpstreamExchange } from './upstream-exchange.js'
+import { ClientWatch } from './client-watch.js'
 import { parseRetryAfter } from './retry-after.js'
 
 export interface ForwarderOptions {
@@ -55,23 +56,17 @@ export function createForwarder (options: ForwarderOptions) {
     preflight(endpoint, token)
 
     // Whatever is under way for the client stops when it goes away: a wait, or the API's call.
-    const abort = new AbortController()
-    let exchange: UpstreamExchange | undefined
-    reply.raw.once('close', () => {
-      if (reply.raw.writableFinished) return
-      abort.abort()
-      exchange?.abort(new ClientGone())
-    })
+    const client = new ClientWatch(reply.raw)
     const body = await takeRequestBody(request.raw)
     const idempotentRead = method === 'GET' || method === 'HEAD'
     let renewed = false
 
     for (let attempt = 1; ; attempt++) {
-      const wait = profile.budget.acquire(endpoint?.rateLimit, abort.signal)
+      const wait = profile.budget.acquire(endpoint?.rateLimit, client)
       if (wait !== undefined) await wait
-      if (abort.signal.aborted) return reply
+      if (client.gone) return reply
       const started = performance.now()
-      exchange = new UpstreamExchange().start(dispatcher, {
+      const exchange = client.watch(new UpstreamExchange()).start(dispatcher, {
         origin,
         path: upstreamTarget,
         method: method as Dispatcher.HttpMethod,
@@ -84,7 +79,7 @@ export function createForwarder (options: ForwarderOptions) {
       try {
         head = await exchange.head
       } catch (err) {
-        if (abort.signal.aborted) return reply
+        if (client.gone) return reply
         const error = upstreamError(err, origin)
         metrics.upstreamFailed(name, error.code)
         throw error
@@ -111,7 +106,7 @@ export function createForwarder (options: ForwarderOptions) {
         if (idempotentRead && attempt < maxAttempts && seconds !== undefined && seconds <= maxWaitSeconds) {
           await exchange.dump()
           try {
-            await sleep(clock, seconds * 1000, abort.signal)
+            await sleep(clock, seconds * 1000, client.signal)
           } catch {
             return reply
           }
@@ -128,7 +123,7 @@ export function createForwarder (options: ForwarderOptions) {
       try {
         shaped = await shapeResponse(method, status, head.headers, exchange, origin, `http://${request.headers.host}${base}`)
       } catch (err) {
-        if (abort.signal.aborted) return reply
+        if (client.gone) return reply
         throw upstreamError(err, origin)
       }
       const sent = changesState(method) && status >= 200 && status < 300
@@ -146,18 +141,11 @@ export function createForwarder (options: ForwarderOptions) {
           reply.raw.writeHead(status, { ...reply.getHeaders(), ...shaped.headers } as OutgoingHttpHeaders)
         })
       } catch (err) {
-        if (abort.signal.aborted) return reply
+        if (client.gone) return reply
         throw upstreamError(err, origin)
       }
       return reply
     }
-  }
-}
-
-/** Why an exchange stopped when the client went away. */
-class ClientGone extends Error {
-  constructor () {
-    super('the client went away')
   }
 }
 

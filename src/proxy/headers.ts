@@ -16,8 +16,10 @@ const RESPONSE_DROPPED = new Set([
   'proxy-authenticate', 'set-cookie', 'x-request-id'
 ])
 
+/** The header names a `Connection` header adds to the hop-by-hop ones. */
 function connectionTokens (value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined
+  // What nearly every client sends names nothing that is not dropped already.
+  if (value === undefined || value === 'keep-alive' || value === 'close') return undefined
   const tokens = new Set<string>()
   for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
     const token = part.trim().toLowerCase()

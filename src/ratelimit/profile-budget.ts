@@ -22,6 +22,11 @@ export interface BudgetReport extends BudgetStatus {
 }
 
 /** What the forwarder, /status and /metrics need of a profile's budget, local or shared. */
+/** What stops a wait: an AbortController will do; the forwarder makes its signal only when asked. */
+export interface Cancellation {
+  readonly signal: AbortSignal
+}
+
 export interface RateBudget {
   /** Who decides right now. */
   readonly store: BudgetStore
@@ -29,8 +34,9 @@ export interface RateBudget {
    * Undefined when the request may be sent now; otherwise a promise that resolves when it may,
    * rejects with BrokerRateLimited when it would wait too long, and with the signal's reason
    * when the client goes away. The local budget also throws BrokerRateLimited at once.
+   * `cancel.signal` is read only when the request has to wait.
    */
-  acquire (pathLimit: PathLimit | undefined, signal?: AbortSignal): Promise<void> | undefined
+  acquire (pathLimit: PathLimit | undefined, cancel?: Cancellation): Promise<void> | undefined
   /** The API answered 429: no request of this kind before `until`. */
   pause (pathLimit: PathLimit | undefined, until: number): void
   /** Right now, without asking anyone: what /metrics reads. */
@@ -107,14 +113,14 @@ export class ProfileBudget implements RateBudget {
    * Resolves when the request may be sent. Throws BrokerRateLimited at once when it would
    * wait too long, and rejects with the signal's reason when the client goes away.
    */
-  acquire (pathLimit: PathLimit | undefined, signal?: AbortSignal): Promise<void> | undefined {
+  acquire (pathLimit: PathLimit | undefined, cancel?: Cancellation): Promise<void> | undefined {
     const budget = this.#for(pathLimit)
     // One reading of the clock: a millisecond passing between two would make a free slot a wait.
     const now = this.#clock.now()
     const wait = budget.nextSlot(now) - now
     if (wait > this.#maxQueueMs) throw rateLimited(this.#profile, wait)
     budget.take(now)
-    return wait <= 0 ? undefined : sleep(this.#clock, wait, signal)
+    return wait <= 0 ? undefined : sleep(this.#clock, wait, cancel?.signal)
   }
 
   /** The API answered 429: no request of this kind before `until`. */

@@ -2,7 +2,7 @@ import { sleep, type Clock } from '../clock.js'
 import type { RateLimitConfig } from '../config/types.js'
 import {
   API_WINDOWS, ProfileBudget, rateLimited, windowsOf,
-  type BudgetReport, type BudgetStatus, type BudgetStore, type PathLimit, type RateBudget, type WindowLengths
+  type BudgetReport, type BudgetStatus, type Cancellation, type BudgetStore, type PathLimit, type RateBudget, type WindowLengths
 } from './profile-budget.js'
 import type { RedisBudgetStore, SlotDecision, SlotKeys } from './redis-budget.js'
 
@@ -58,22 +58,22 @@ export class SharedBudget implements RateBudget {
     return this.#store.shared ? 'redis' : 'local-fallback'
   }
 
-  acquire (pathLimit: PathLimit | undefined, signal?: AbortSignal): Promise<void> | undefined {
-    if (!this.#store.usable()) return this.#local.acquire(pathLimit, signal)
-    return this.#acquireShared(pathLimit, signal)
+  acquire (pathLimit: PathLimit | undefined, cancel?: Cancellation): Promise<void> | undefined {
+    if (!this.#store.usable()) return this.#local.acquire(pathLimit, cancel)
+    return this.#acquireShared(pathLimit, cancel)
   }
 
-  async #acquireShared (pathLimit: PathLimit | undefined, signal?: AbortSignal): Promise<void> {
+  async #acquireShared (pathLimit: PathLimit | undefined, cancel?: Cancellation): Promise<void> {
     let decision: SlotDecision
     try {
       decision = await this.#store.take(this.#keys(pathLimit), this.#windows(pathLimit), this.#maxQueueMs)
     } catch {
-      return this.#local.acquire(pathLimit, signal)
+      return this.#local.acquire(pathLimit, cancel)
     }
     if (pathLimit === undefined) this.#lastUsed = decision.used
     if (!decision.granted) throw rateLimited(this.#profile, decision.waitMs)
     this.#local.record(pathLimit, this.#clock.now() + decision.waitMs)
-    if (decision.waitMs > 0) await sleep(this.#clock, decision.waitMs, signal)
+    if (decision.waitMs > 0) await sleep(this.#clock, decision.waitMs, cancel?.signal)
   }
 
   pause (pathLimit: PathLimit | undefined, until: number): void {

@@ -44,7 +44,7 @@ t.test('a profile budget queues FIFO within maxQueueSeconds and refuses beyond',
   const patient = new ProfileBudget('p', { perMinute: 1, perHour: 100, maxQueueSeconds: 120 }, clock)
   patient.acquire(undefined)
   const aborted = new AbortController()
-  const waiting = patient.acquire(undefined, aborted.signal)
+  const waiting = patient.acquire(undefined, aborted)
   t.equal(patient.status().queued, 1)
   aborted.abort(new Error('client gone'))
   await t.rejects(waiting as Promise<void>, /client gone/)
