@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { dirname, extname, resolve } from 'node:path'
-import { parseDocument } from 'yaml'
 import { BrokerConfigInvalid } from '../errors.js'
 import { resolveClients } from './clients.js'
 import {
@@ -166,7 +166,11 @@ function parseJson (text: string, path: string): unknown {
   }
 }
 
+const require = createRequire(import.meta.url)
+
 function parseYaml (text: string, path: string): unknown {
+  // Loaded only when there is a YAML file to read.
+  const { parseDocument } = require('yaml') as typeof import('yaml')
   const document = parseDocument(text)
   const error = document.errors[0]
   if (error !== undefined) {

@@ -1,4 +1,5 @@
-import { ConfidentialClientApplication, LogLevel, type Configuration, type INetworkModule } from '@azure/msal-node'
+import type { ConfidentialClientApplication, Configuration, INetworkModule } from '@azure/msal-node'
+import { loadMsal } from './msal.js'
 import type { ProfileConfig } from '../config/types.js'
 import type { AcquiredToken } from './types.js'
 import { runTokenCall } from './network-client.js'
@@ -14,8 +15,9 @@ export function createConfidentialClient (profile: ProfileConfig, networkClient:
   let app: ConfidentialClientApplication | undefined
   let appKey: string | undefined
 
-  function appFor (auth: ClientAuth, key: string): ConfidentialClientApplication {
+  async function appFor (auth: ClientAuth, key: string): Promise<ConfidentialClientApplication> {
     if (app === undefined || appKey !== key) {
+      const { ConfidentialClientApplication, LogLevel } = await loadMsal()
       const authority = new URL(profile.authorityHost)
       app = new ConfidentialClientApplication({
         auth: {
@@ -39,7 +41,7 @@ export function createConfidentialClient (profile: ProfileConfig, networkClient:
   }
 
   return async function acquire (auth: ClientAuth, key: string, signal: AbortSignal): Promise<AcquiredToken> {
-    const client = appFor(auth, key)
+    const client = await appFor(auth, key)
     try {
       const result = await runTokenCall(signal, () =>
         client.acquireTokenByClientCredential({ scopes: [profile.scope], skipCache: true }))

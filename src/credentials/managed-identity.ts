@@ -1,4 +1,5 @@
-import { LogLevel, ManagedIdentityApplication, type ManagedIdentityIdParams } from '@azure/msal-node'
+import type { ManagedIdentityApplication, ManagedIdentityIdParams } from '@azure/msal-node'
+import { loadMsal } from './msal.js'
 import type { CredentialConfig, ProfileConfig } from '../config/types.js'
 import { fromResult } from './confidential-client.js'
 import { ManagedIdentityRefused } from '../tokens/token-error.js'
@@ -24,21 +25,26 @@ export function createManagedIdentityCredential (
   credential: ManagedIdentityConfig,
   network: NetworkClientOptions
 ): Credential {
-  const app = new ManagedIdentityApplication({
-    managedIdentityIdParams: identityOf(credential),
-    system: {
-      networkClient: createNetworkClient(network),
-      // The token holder retries with its own backoff; one call is one request.
-      disableInternalRetries: true,
-      loggerOptions: { logLevel: LogLevel.Error, piiLoggingEnabled: false, loggerCallback: () => {} }
-    }
-  })
+  let app: ManagedIdentityApplication | undefined
   const resource = resourceOf(profile.scope)
   return {
     type: 'managedIdentity',
     async acquire (signal) {
+      if (app === undefined) {
+        const { LogLevel, ManagedIdentityApplication } = await loadMsal()
+        app = new ManagedIdentityApplication({
+          managedIdentityIdParams: identityOf(credential),
+          system: {
+            networkClient: createNetworkClient(network),
+            // The token holder retries with its own backoff; one call is one request.
+            disableInternalRetries: true,
+            loggerOptions: { logLevel: LogLevel.Error, piiLoggingEnabled: false, loggerCallback: () => {} }
+          }
+        })
+      }
+      const client = app
       // forceRefresh: the token holder decides when to ask, never msal-node's process-wide cache.
-      const result = await runTokenCall(signal, () => app.acquireToken({ resource, forceRefresh: true }), { network, refused })
+      const result = await runTokenCall(signal, () => client.acquireToken({ resource, forceRefresh: true }), { network, refused })
       return fromResult(result)
     },
     // The endpoint's secret (App Service, Service Fabric) travels in a header; it must not reach a message either.

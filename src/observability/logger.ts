@@ -1,5 +1,7 @@
+import { createRequire } from 'node:module'
 import { pino, type DestinationStream, type Logger } from 'pino'
-import pretty from 'pino-pretty'
+
+const require = createRequire(import.meta.url)
 
 export const REDACTED_PATHS = [
   'req.headers.authorization', 'req.headers["x-broker-key"]', 'req.headers.cookie',
@@ -47,6 +49,8 @@ export function createLogger (options: LoggerOptions): Logger {
   }
   if (options.destination !== undefined) return pino(base, options.destination)
   if (process.stdout.isTTY === true) {
+    // Loaded only for a terminal.
+    const pretty = require('pino-pretty') as typeof import('pino-pretty')
     return pino(base, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }))
   }
   return pino(base, batchedStdout())

@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto'
+import { createRequire } from 'node:module'
 import { rootCertificates } from 'node:tls'
-import { Redis, type Result } from 'ioredis'
+import type { Redis, Result } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Clock } from '../clock.js'
 import type { Window } from './budget.js'
+
+const require = createRequire(import.meta.url)
 
 /*
  * The shared budget is SlidingBudget's algorithm run inside Redis, so every broker on the same
@@ -150,6 +153,8 @@ export class RedisBudgetStore {
     const tls = new URL(options.url).protocol === 'rediss:'
       ? { tls: options.extraCaPem === undefined ? {} : { ca: [...rootCertificates, options.extraCaPem] } }
       : {}
+    // Loaded only by a broker that shares its budgets: the others never need it.
+    const { Redis } = require('ioredis') as typeof import('ioredis')
     this.#client = new Redis(options.url, {
       ...tls,
       lazyConnect: true,
