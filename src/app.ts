@@ -11,6 +11,7 @@ import {
 } from './errors.js'
 import { createOutboundDispatcher } from './outbound/dispatcher.js'
 import { createAuditLog } from './observability/audit.js'
+import { lazyChildLogger } from './observability/logger.js'
 import { RequestLog } from './observability/request-log.js'
 import { registerOwnEndpoints } from './observability/endpoints.js'
 import { logTokenEvents } from './observability/token-log.js'
@@ -70,6 +71,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     loggerInstance: logger as FastifyBaseLogger,
     logController: new RequestLog(audit, logger),
     genReqId: requestId,
+    childLoggerFactory: (logger, bindings, options) => lazyChildLogger(logger as unknown as Logger, bindings, options),
     requestIdHeader: false,
     // While draining, a request already on an open connection is answered as usual, with
     // `connection: close`: /readyz says 503 and why, a forwarded one still completes.
@@ -117,9 +119,10 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
 
   app.decorate('profiles', profiles)
   app.decorateRequest('broker', null as unknown as FastifyRequest['broker'])
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     request.broker = {}
     reply.header('x-request-id', request.id)
+    done()
   })
 
   // Bodies are forwarded as bytes, never parsed.

@@ -281,6 +281,24 @@ function pathSegments (target: string): string[] {
  * Most specific wins when several match (literal segments over `*`). HEAD matches GET entries.
  */
 export function findEndpoint (method: string, target: string): DefenderEndpoint | undefined {
+  // The answer depends on the method and the path alone: tools ask for the same few paths
+  // again and again, with other queries.
+  const queryAt = target.indexOf('?')
+  const key = `${method} ${queryAt === -1 ? target : target.slice(0, queryAt)}`
+  const known = FOUND.get(key)
+  if (known !== undefined) return known === NONE ? undefined : known
+  const found = lookUp(method, target)
+  if (FOUND.size >= FOUND_LIMIT) FOUND.clear()
+  FOUND.set(key, found ?? NONE)
+  return found
+}
+
+/** Answers of findEndpoint by method and path; cleared when full (paths with ids are many). */
+const FOUND = new Map<string, DefenderEndpoint | typeof NONE>()
+const FOUND_LIMIT = 4096
+const NONE = Symbol('no endpoint')
+
+function lookUp (method: string, target: string): DefenderEndpoint | undefined {
   const upper = method.toUpperCase()
   const candidates = BY_METHOD.get(upper === 'HEAD' ? 'GET' : upper)
   if (candidates === undefined) return undefined

@@ -25,16 +25,18 @@ export function registerInbound (app: FastifyInstance, config: Config): void {
   const keysRequired = config.clients.length > 0
 
   app.decorateRequest('client', undefined)
-  app.addHook('onRequest', async (request) => {
+  // A callback hook: no promise per request for checks that never wait.
+  app.addHook('onRequest', (request, _reply, done) => {
     const badHost = hostAllowed(request.raw)
-    if (badHost !== undefined) throw new BrokerMisdirected(JSON.stringify(badHost))
+    if (badHost !== undefined) return done(new BrokerMisdirected(JSON.stringify(badHost)))
     const browser = fromBrowserPage(request.raw)
-    if (browser !== undefined) throw new BrokerForbidden(browser)
-    if (!keysRequired || OPEN_PATHS.has(request.routeOptions.url ?? '')) return
+    if (browser !== undefined) return done(new BrokerForbidden(browser))
+    if (!keysRequired || OPEN_PATHS.has(request.routeOptions.url ?? '')) return done()
     const client = verify(presentedKey(request.headers))
-    if (client === undefined) throw new BrokerUnauthenticated()
+    if (client === undefined) return done(new BrokerUnauthenticated())
     request.client = client
     request.broker.client = client.name
+    done()
   })
 }
 

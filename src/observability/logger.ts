@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import type { FastifyBaseLogger } from 'fastify'
 import { pino, type DestinationStream, type Logger } from 'pino'
 
 const require = createRequire(import.meta.url)
@@ -54,4 +55,57 @@ export function createLogger (options: LoggerOptions): Logger {
     return pino(base, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }))
   }
   return pino(base, batchedStdout())
+}
+
+type Bindings = Record<string, unknown>
+type ChildOptions = Parameters<Logger['child']>[1]
+type LogArguments = [object | string, ...unknown[]]
+type ChildLogger = ReturnType<Logger['child']>
+
+/**
+ * What fastify makes for each request as `request.log`: the child logger is made only when a
+ * line is logged through it. pino's child serializes its bindings (through the redaction) at
+ * once, and most requests log nothing through theirs (the request line has its own logger).
+ */
+class LazyChildLogger {
+  readonly #parent: Logger
+  readonly #bindings: Bindings
+  readonly #options: ChildOptions
+  #child: ChildLogger | undefined
+
+  constructor (parent: Logger, bindings: Bindings, options: ChildOptions) {
+    this.#parent = parent
+    this.#bindings = bindings
+    this.#options = options
+  }
+
+  #logger (): ChildLogger {
+    this.#child ??= this.#parent.child(this.#bindings, this.#options)
+    return this.#child
+  }
+
+  get level (): string {
+    return this.#child?.level ?? this.#parent.level
+  }
+
+  set level (level: string) {
+    this.#logger().level = level
+  }
+
+  fatal (...args: LogArguments): void { this.#logger().fatal(...(args as [string])) }
+  error (...args: LogArguments): void { this.#logger().error(...(args as [string])) }
+  warn (...args: LogArguments): void { this.#logger().warn(...(args as [string])) }
+  info (...args: LogArguments): void { this.#logger().info(...(args as [string])) }
+  debug (...args: LogArguments): void { this.#logger().debug(...(args as [string])) }
+  trace (...args: LogArguments): void { this.#logger().trace(...(args as [string])) }
+  silent (): void {}
+
+  child (bindings: Bindings, options?: ChildOptions): ChildLogger {
+    return this.#logger().child(bindings, options)
+  }
+}
+
+/** fastify's `childLoggerFactory`: request loggers made on first use. */
+export function lazyChildLogger (parent: Logger, bindings: Bindings, options: ChildOptions): FastifyBaseLogger {
+  return new LazyChildLogger(parent, bindings, options) as unknown as FastifyBaseLogger
 }
