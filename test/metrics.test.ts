@@ -152,6 +152,12 @@ t.test('names, types and label sets after real traffic; label values bounded', S
   t.same(labelNames(duration, 'broker_upstream_request_duration_seconds_sum'), ['profile'])
   t.equal(valueOf(duration, { le: '+Inf', profile: 'default' }), 7, 'every upstream response observed (the 401 and its replay both count)')
   t.equal(duration?.samples.find((s) => s.name.endsWith('_count'))?.value, 7)
+  const buckets = (duration?.samples ?? []).filter((s) => s.name.endsWith('_bucket')).map((s) => s.value)
+  t.equal(buckets.length, 12, 'eleven bounds and +Inf')
+  t.ok(buckets.every((value, i) => i === 0 || value >= (buckets[i - 1] as number)), `buckets are cumulative: ${buckets.join(' ')}`)
+  t.ok((buckets.at(-2) as number) > 0, 'local responses fall in the finite buckets')
+  const sum = duration?.samples.find((s) => s.name.endsWith('_sum'))?.value ?? 0
+  t.ok(sum > 0 && sum < 7 * 30, `the sum of the durations (${sum} s)`)
 
   const upstream = families.get('broker_upstream_requests_total')
   t.equal(valueOf(upstream, { method: 'GET', status: '200' }), 3)

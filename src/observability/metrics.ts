@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric, type MetricValueWithName } from 'prom-client'
 import type { Clock } from '../clock.js'
 import type { Profile } from '../profiles.js'
 
@@ -78,19 +78,13 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
       }
     }
   })
-  const upstream = new Counter({
-    name: 'broker_upstream_requests_total',
-    help: 'Requests sent to the Defender API, by method and status.',
-    labelNames: ['profile', 'method', 'status'] as const,
-    registers
-  })
-  const duration = new Histogram({
-    name: 'broker_upstream_request_duration_seconds',
-    help: 'Time from sending a request to the Defender API to its response headers.',
-    labelNames: ['profile'] as const,
-    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers
-  })
+  const upstream = new Tally('counter', 'broker_upstream_requests_total', 'Requests sent to the Defender API, by method and status.', [])
+  const duration = new Tally('histogram', 'broker_upstream_request_duration_seconds',
+    'Time from sending a request to the Defender API to its response headers.',
+    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+  registry.registerMetric(upstream as unknown as Metric)
+  registry.registerMetric(duration as unknown as Metric)
+
   const upstreamFailures = new Counter({
     name: 'broker_upstream_failures_total',
     help: 'Requests that got no response from the Defender API (unreachable, timed out), by the broker\'s error code.',
@@ -115,17 +109,18 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
     })
   }
 
-  // The labelled series a forwarded request counts in, looked up once per label set rather than
-  // hashed from the labels on every request. The sets are bounded: profiles, methods, statuses.
-  const responseSeries = new Map<string, { count: () => void, observe: (seconds: number) => void }>()
+  // The series a forwarded request counts in, found once per label set. The sets are bounded:
+  // profiles, methods, statuses.
+  const responseSeries = new Map<string, { requests: Series, duration: Series }>()
   function seriesOf (profile: string, method: string, status: number) {
     const methodLabel = METHODS.has(method) ? method : 'OTHER'
     const key = `${profile} ${methodLabel} ${status}`
     let series = responseSeries.get(key)
     if (series === undefined) {
-      const counter = upstream.labels({ profile, method: methodLabel, status: String(status) })
-      const histogram = duration.labels({ profile })
-      series = { count: () => counter.inc(), observe: (seconds) => histogram.observe(seconds) }
+      series = {
+        requests: upstream.series({ method: methodLabel, profile, status: String(status) }),
+        duration: duration.series({ profile })
+      }
       responseSeries.set(key, series)
     }
     return series
@@ -135,8 +130,8 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
     registry,
     upstreamResponse (profile, method, status, seconds) {
       const series = seriesOf(profile, method, status)
-      series.count()
-      series.observe(seconds)
+      series.requests.observe(1)
+      series.duration.observe(seconds)
     },
     upstreamFailed (profile, code) {
       upstreamFailures.inc({ profile, code: codeLabel(code) })
@@ -144,5 +139,90 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
     inboundRejected (reason) {
       rejections.inc({ reason: codeLabel(reason) })
     }
+  }
+}
+
+/** One labelled series of a Tally: for a counter `observe(n)` adds n. */
+interface Series {
+  readonly labels: Record<string, string>
+  observe: (value: number) => void
+  count: number
+  sum: number
+  /** Per bucket, observations at most its bound (not cumulative); empty for a counter. */
+  readonly buckets: Float64Array
+}
+
+/**
+ * A counter or histogram of the forwarding path, kept in plain numbers: an observation is a
+ * bucket search and a few adds. prom-client's own hash the label set on every observation;
+ * this one is registered with its registry, which formats it at scrape time like its own.
+ */
+class Tally {
+  readonly aggregator = 'sum'
+  readonly #series = new Map<string, Series>()
+
+  constructor (
+    readonly type: 'counter' | 'histogram',
+    readonly name: string,
+    readonly help: string,
+    readonly bounds: readonly number[]
+  ) {}
+
+  /** The series of one label set, made on first use. */
+  series (labels: Record<string, string>): Series {
+    const key = JSON.stringify(labels)
+    let series = this.#series.get(key)
+    if (series === undefined) {
+      const bounds = this.bounds
+      const made: Series = {
+        labels,
+        count: 0,
+        sum: 0,
+        buckets: new Float64Array(bounds.length),
+        observe (value) {
+          made.count++
+          made.sum += value
+          for (let i = 0; i < bounds.length; i++) {
+            if (value <= (bounds[i] as number)) {
+              (made.buckets[i] as number)++
+              return
+            }
+          }
+        }
+      }
+      series = made
+      this.#series.set(key, series)
+    }
+    return series
+  }
+
+  reset (): void {
+    for (const series of this.#series.values()) {
+      series.count = 0
+      series.sum = 0
+      series.buckets.fill(0)
+    }
+  }
+
+  /** What prom-client's registry reads of a metric to format it. */
+  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: MetricValueWithName<string>[] }> {
+    const values: Array<MetricValueWithName<string>> = []
+    for (const { labels, count, sum, buckets } of this.#series.values()) {
+      if (this.type === 'counter') {
+        values.push({ labels, value: sum, metricName: this.name })
+        continue
+      }
+      let cumulative = 0
+      this.bounds.forEach((bound, i) => {
+        cumulative += buckets[i] as number
+        values.push({ labels: { le: bound, ...labels }, value: cumulative, metricName: `${this.name}_bucket` })
+      })
+      values.push(
+        { labels: { le: '+Inf', ...labels }, value: count, metricName: `${this.name}_bucket` },
+        { labels, value: sum, metricName: `${this.name}_sum` },
+        { labels, value: count, metricName: `${this.name}_count` }
+      )
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
   }
 }
