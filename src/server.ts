@@ -39,6 +39,8 @@ export async function startServer (config: Config, options: ServeOptions): Promi
     profiles: config.profiles.map((p) => ({ name: p.name, basePath: p.basePath, credential: p.credential.type, upstream: p.upstream, tenantId: p.tenantId })),
     config: config.source
   }, 'broker listening')
+  // The start-up summary is not held back with the batched lines: it says the broker is up.
+  logger.flush()
 
   let closed: Promise<void> | undefined
   const close = () => {

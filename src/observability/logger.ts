@@ -29,16 +29,24 @@ export const LOG_FLUSH_MS = 50
 function batchedStdout (): DestinationStream {
   const stdout = pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES })
   let timer: NodeJS.Timeout | undefined
-  const flush = () => {
+  const flush = (callback?: (err?: Error) => void) => {
+    clearTimeout(timer)
     timer = undefined
-    stdout.flush()
+    try {
+      stdout.flush(callback)
+    } catch {
+      // Gone (an EPIPE, or the exit's flush already ran): nothing left to write.
+      callback?.()
+    }
   }
   return {
     write (line: string) {
       stdout.write(line)
       timer ??= setTimeout(flush, LOG_FLUSH_MS).unref()
-    }
-  }
+    },
+    // pino's logger.flush(): what is gathered goes now.
+    flush
+  } as DestinationStream
 }
 
 /** pino JSON on stdout, pretty only when stdout is a terminal. */
