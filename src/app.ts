@@ -130,13 +130,16 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   app.addContentTypeParser('*', (_request, _payload, done) => done(null))
 
   app.setErrorHandler((error: Error & { statusCode?: number, code?: string }, request, reply) => {
+    // The API's body failed in a stream on its way to the client, before any of it was sent.
+    const upstream = isBrokerHttpError(error) || error.statusCode !== undefined ? undefined : request.broker?.upstream
     const brokerError: BrokerHttpError = isBrokerHttpError(error)
       ? error
-      : request.broker?.upstream !== undefined && error.statusCode === undefined
-        ? upstreamError(error, request.broker.upstream)
+      : upstream !== undefined
+        ? upstreamError(error, upstream)
         : error.statusCode !== undefined && error.statusCode < 500
           ? Object.assign(new BrokerBadRequest(error.message), { statusCode: error.statusCode })
           : new BrokerInternalError()
+    if (upstream !== undefined && request.broker.profile !== undefined) metrics.upstreamFailed(request.broker.profile, brokerError.code)
     if (brokerError.statusCode >= 500 && !isBrokerHttpError(error)) {
       request.log.error({ err: { message: error.message, code: error.code } }, 'unexpected error')
     }

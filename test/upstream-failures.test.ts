@@ -116,12 +116,22 @@ t.test('upstream resets mid-body: the client sees the response cut off', async (
   await assertStillServing(t)
 })
 
+/** broker_upstream_failures_total of the default profile for BrokerUpstreamUnreachable, from /metrics. */
+async function unreachableCount (): Promise<number> {
+  const text = await (await request(`${stack.url}/metrics`)).body.text()
+  const line = /^broker_upstream_failures_total\{profile="default",code="BrokerUpstreamUnreachable"\} (\d+)$/m.exec(text)
+  return Number(line?.[1] ?? 0)
+}
+
 t.test('a JSON page cut off before any of it reached the client is a 502', async (t) => {
   // The nextLink rewrite holds back a few bytes; when the API fails within them, nothing has
   // been sent yet and the client can be told plainly.
+  const before = await unreachableCount()
   const res = await request(`${stack.url}/api/reset-early-chunked-body`)
   const id = res.headers['x-request-id']
   t.equal(res.statusCode, 502)
+  const after = await unreachableCount()
+  t.equal(after, before + 1, 'counted in broker_upstream_failures_total')
   t.strictSame(await res.body.json(), {
     error: {
       code: 'BrokerUpstreamUnreachable',

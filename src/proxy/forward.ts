@@ -48,6 +48,12 @@ export function createForwarder (options: ForwarderOptions) {
     const origin = profile.config.upstream
     const method = request.raw.method as string
     request.broker.profile = name
+    /** A failure to reach or read the API: counted, and answered 502 or 504. */
+    const failed = (err: unknown) => {
+      const error = upstreamError(err, origin)
+      metrics.upstreamFailed(name, error.code)
+      return error
+    }
     authorize(request, profile, upstreamTarget)
     assertSameOrigin(origin, upstreamTarget)
 
@@ -80,9 +86,7 @@ export function createForwarder (options: ForwarderOptions) {
         head = await exchange.head
       } catch (err) {
         if (client.gone) return reply
-        const error = upstreamError(err, origin)
-        metrics.upstreamFailed(name, error.code)
-        throw error
+        throw failed(err)
       }
       const status = head.status
       metrics.upstreamResponse(name, method, status, (performance.now() - started) / 1000)
@@ -124,7 +128,7 @@ export function createForwarder (options: ForwarderOptions) {
         shaped = await shapeResponse(method, status, head.headers, exchange, origin, `http://${request.headers.host}${base}`)
       } catch (err) {
         if (client.gone) return reply
-        throw upstreamError(err, origin)
+        throw failed(err)
       }
       const sent = changesState(method) && status >= 200 && status < 300
         ? watchMachineActionId(shaped.body ?? exchange.stream(), shaped.headers, (id) => { request.broker.machineActionId = id })
@@ -142,7 +146,7 @@ export function createForwarder (options: ForwarderOptions) {
         })
       } catch (err) {
         if (client.gone) return reply
-        throw upstreamError(err, origin)
+        throw failed(err)
       }
       return reply
     }
