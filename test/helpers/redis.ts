@@ -1,7 +1,7 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
+import { freePort, missingProgram } from './programs.js'
 
 interface Teardown {
   teardown: (fn: () => unknown) => void
@@ -10,22 +10,11 @@ interface Teardown {
 const READY = 'Ready to accept connections'
 const START_TIMEOUT_MS = 10_000
 
-/**
- * Why the Redis tests cannot run here, or undefined when they can. Outside CI a machine with
- * no `redis-server` skips them; in CI (`CI` set) they must run, so it is a failure there.
- */
-export function redisUnavailable (): string | undefined {
-  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
-  if (probe.error === undefined && probe.status === 0) return undefined
-  return 'redis-server is not installed (apt-get install redis-server): the shared-budget tests need a real Redis'
-}
-
 /** Skips the file outside CI, fails it in CI, when there is no redis-server; true when the tests can run. */
 export function requireRedis (t: { plan: (count: number, comment?: string) => void, fail: (message: string) => unknown }): boolean {
-  const reason = redisUnavailable()
+  const reason = missingProgram(t, { command: 'redis-server', versionArgs: ['--version'], neededFor: 'the shared-budget tests need a real Redis' })
   if (reason === undefined) return true
-  if (process.env.CI !== undefined && process.env.CI !== '') t.fail(`${reason}; CI must run these tests`)
-  else t.plan(0, `skipped: ${reason}`)
+  if (process.env.CI === undefined || process.env.CI === '') t.plan(0, `skipped: ${reason}`)
   return false
 }
 
@@ -39,15 +28,6 @@ export interface RedisServer {
   thaw (): void
   /** Starts again on the same port, empty. */
   restart (): Promise<void>
-}
-
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 async function spawnRedis (port: number, password: string | undefined): Promise<ChildProcess> {

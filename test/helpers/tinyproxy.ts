@@ -1,9 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort, missingProgram } from './programs.js'
 
 interface Teardown {
   teardown: (fn: () => unknown) => void
@@ -13,24 +13,11 @@ const READY = 'Accepting connections'
 const WAIT_MS = 10_000
 
 /**
- * Why the proxy tests cannot run here, or undefined when they can. Outside CI a machine with no
- * `tinyproxy` skips them; in CI (`CI` set) they must run, so it is a failure there.
- */
-export function tinyproxyUnavailable (): string | undefined {
-  const probe = spawnSync('tinyproxy', ['-v'], { encoding: 'utf8' })
-  if (probe.error === undefined && probe.status === 0) return undefined
-  return 'tinyproxy is not installed (apt-get install tinyproxy): the outbound proxy tests need a real forward proxy'
-}
-
-/**
  * False when the proxy tests can run; otherwise the reason, for the tests' `skip` option. In CI,
  * where they must run, `t` fails as well.
  */
 export function skipWithoutTinyproxy (t: { fail: (message: string) => unknown }): string | false {
-  const reason = tinyproxyUnavailable()
-  if (reason === undefined) return false
-  if (process.env.CI !== undefined && process.env.CI !== '') t.fail(`${reason} (CI must run these tests)`)
-  return reason
+  return missingProgram(t, { command: 'tinyproxy', versionArgs: ['-v'], neededFor: 'the outbound proxy tests need a real forward proxy' }) ?? false
 }
 
 export interface TinyproxyOptions {
@@ -52,15 +39,6 @@ export interface Tinyproxy {
   connects (): string[]
   /** The absolute-form requests (`GET http://…`) logged so far. */
   forwarded (): string[]
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 function readLog (file: string): string {

@@ -8,7 +8,8 @@ import { RedisBudgetStore, type SlotKeys } from '../../src/ratelimit/redis-budge
 import { SharedBudget } from '../../src/ratelimit/shared-budget.js'
 import { DEFENDER_ENDPOINTS } from '../../src/defender/endpoints.js'
 import { createLogSink, createTestClock, type LogSink } from '../helpers/broker.js'
-import { freePort, requireRedis, startRedis } from '../helpers/redis.js'
+import { freePort } from '../helpers/programs.js'
+import { requireRedis, startRedis } from '../helpers/redis.js'
 
 interface Teardown {
   teardown: (fn: () => unknown) => void
