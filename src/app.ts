@@ -17,7 +17,7 @@ import { registerOwnEndpoints } from './observability/endpoints.js'
 import { logTokenEvents } from './observability/token-log.js'
 import { createMetrics, type BrokerMetrics } from './observability/metrics.js'
 import { createProfileRouter, createProfiles, type Profile } from './profiles.js'
-import { createForwarder, upstreamError } from './proxy/forward.js'
+import { createForwarder, upstreamFailure } from './proxy/forward.js'
 import { createAuthorizer, registerInbound } from './inbound/index.js'
 import { trackConnections, type ConnectionDrain } from './inbound/connections.js'
 import { applyConnectionLimits, DEFAULT_SERVER_LIMITS, serverOptions, type ServerLimits } from './inbound/limits.js'
@@ -130,16 +130,14 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   app.addContentTypeParser('*', (_request, _payload, done) => done(null))
 
   app.setErrorHandler((error: Error & { statusCode?: number, code?: string }, request, reply) => {
-    // The API's body failed in a stream on its way to the client, before any of it was sent.
-    const upstream = isBrokerHttpError(error) || error.statusCode !== undefined ? undefined : request.broker?.upstream
     const brokerError: BrokerHttpError = isBrokerHttpError(error)
       ? error
-      : upstream !== undefined
-        ? upstreamError(error, upstream)
+      : request.broker?.upstream !== undefined && error.statusCode === undefined
+        // The API's body failed in a stream on its way to the client, before any of it was sent.
+        ? upstreamFailure(error, request.broker.upstream, request.broker.profile, metrics)
         : error.statusCode !== undefined && error.statusCode < 500
           ? Object.assign(new BrokerBadRequest(error.message), { statusCode: error.statusCode })
           : new BrokerInternalError()
-    if (upstream !== undefined && request.broker.profile !== undefined) metrics.upstreamFailed(request.broker.profile, brokerError.code)
     if (brokerError.statusCode >= 500 && !isBrokerHttpError(error)) {
       request.log.error({ err: { message: error.message, code: error.code } }, 'unexpected error')
     }

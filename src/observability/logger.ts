@@ -20,7 +20,7 @@ export interface LoggerOptions {
 /** Lines are gathered up to this many bytes, so a busy broker makes one write for many lines. */
 const LOG_BATCH_BYTES = 4096
 /** And written at most this long after the first of them, however quiet the broker is. */
-export const LOG_FLUSH_MS = 50
+const LOG_FLUSH_MS = 50
 
 /**
  * stdout through sonic-boom, lines written in batches: a line per request would otherwise be a

@@ -50,7 +50,8 @@ export class ClientWatch implements Cancellation {
 
   #leave (): void {
     this.#gone = true
-    this.#controller?.abort(new ClientGone())
-    this.#exchange?.abort(new ClientGone())
+    const reason = new ClientGone()
+    this.#controller?.abort(reason)
+    this.#exchange?.abort(reason)
   }
 }

@@ -48,12 +48,7 @@ export function createForwarder (options: ForwarderOptions) {
     const origin = profile.config.upstream
     const method = request.raw.method as string
     request.broker.profile = name
-    /** A failure to reach or read the API: counted, and answered 502 or 504. */
-    const failed = (err: unknown) => {
-      const error = upstreamError(err, origin)
-      metrics.upstreamFailed(name, error.code)
-      return error
-    }
+    const failed = (err: unknown) => upstreamFailure(err, origin, name, metrics)
     authorize(request, profile, upstreamTarget)
     assertSameOrigin(origin, upstreamTarget)
 
@@ -180,8 +175,15 @@ function assertSameOrigin (origin: string, path: string): void {
   }
 }
 
+/** A failure to reach or read the API: counted for the profile, and answered 502 or 504. */
+export function upstreamFailure (err: unknown, origin: string, profile: string | undefined, metrics: BrokerMetrics) {
+  const error = upstreamError(err, origin)
+  if (profile !== undefined) metrics.upstreamFailed(profile, error.code)
+  return error
+}
+
 /** What a failure to reach or read the API is called in the broker's answer. */
-export function upstreamError (err: unknown, origin: string) {
+function upstreamError (err: unknown, origin: string) {
   const code = (err as { code?: string })?.code ?? 'unknown'
   if (TIMEOUT_CODES.has(code)) return new BrokerUpstreamTimeout(origin)
   return new BrokerUpstreamUnreachable(origin, describeNetworkError(code))

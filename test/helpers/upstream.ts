@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
+import { freePort } from './programs.js'
 
 interface Teardown {
   teardown: (fn: () => unknown) => void
@@ -86,12 +87,7 @@ export async function startUpstream (t: Teardown, handler: UpstreamHandler = rec
 
 /** A loopback port that was just open and is now closed: connecting to it is refused. */
 export async function closedPort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
+  return await freePort()
 }
 
 export interface RawResponse {
