@@ -1,12 +1,13 @@
 # syntax=docker/dockerfile:1
-# Build: compile TypeScript with the dev dependencies, then keep only what runs.
+# Build: compile TypeScript and bundle the CLI with the dev dependencies, then keep only what runs.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev --no-audit --no-fund
+COPY scripts ./scripts
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
@@ -14,8 +15,10 @@ ENV NODE_ENV=production \
     BROKER_PORT=8080
 WORKDIR /app
 COPY --from=build /app/package.json /app/package-lock.json ./
+# The bundle holds the broker and nearly all it uses; yaml, ioredis and pino-pretty come from
+# node_modules when a YAML file, a shared budget or a terminal needs them.
 COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/bin ./dist/bin
 COPY config ./config
 USER node
 EXPOSE 8080
@@ -23,5 +26,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=15s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.BROKER_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Exec form: Node is PID 1 and gets SIGTERM itself; it drains in-flight requests and exits 0.
-ENTRYPOINT ["node", "dist/src/cli.js"]
+ENTRYPOINT ["node", "dist/bin/defender-token-broker.js"]
 CMD ["serve"]

@@ -3,7 +3,7 @@ import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 
 /** The built entry point, as `npm start` and the package's bin run it. */
-export const CLI_PATH = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url))
+export const CLI_PATH = fileURLToPath(new URL('../../dist/bin/defender-token-broker.js', import.meta.url))
 
 /** Long enough for a slow CI machine; a test that gets here has hung and fails. */
 export const DEFAULT_WAIT_MS = 20_000
@@ -45,7 +45,7 @@ function withTimeout<T> (promise: Promise<T>, ms: number, what: () => string): P
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
-/** Spawns `node dist/src/cli.js ...args`; a process still running at teardown is killed. */
+/** Spawns `node dist/bin/defender-token-broker.js ...args`; a process still running at teardown is killed. */
 export function spawnCli (t: Teardown, args: string[], options: { env: Record<string, string>, cwd?: string }): CliProcess {
   const child = spawn(process.execPath, [CLI_PATH, ...args], {
     env: options.env,
