@@ -1,17 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { setFlagsFromString } from 'node:v8'
-
-/**
- * undici parses HTTP in WebAssembly. On Node 20, V8 recompiles that parser with TurboFan right
- * after the first request, which takes some 36 MiB of compiler memory for a moment, and the C
- * allocator keeps most of it: 10 MiB of an idle broker's RSS for nothing. With a budget 100
- * times V8's default the parser is recompiled only under sustained load, where it pays off.
- * Node 24 does not recompile it early, so the setting changes nothing there.
- */
-export const WASM_TIERING_BUDGET = 180_000_000
-setFlagsFromString(`--wasm-tiering-budget=${WASM_TIERING_BUDGET}`)
 
 const HELP = `defender-token-broker: holds an Entra ID app's credentials and forwards your tools'
 requests to the Microsoft Defender for Endpoint API with a fresh bearer token.

@@ -10,6 +10,12 @@ export interface UpstreamHead {
 
 /** Bytes of a body taken in before anyone asked for them; past this the socket is paused. */
 const EARLY_BYTES = 64 * 1024
+/**
+ * How much of the API's body may wait in the client's socket before the API's is paused. Node's
+ * own mark (16 KiB) is less than one read from the API, so the API would be paused after every
+ * read, and the two sockets would take turns instead of moving bytes at once.
+ */
+export const PIPE_BUFFER_BYTES = 256 * 1024
 /** A body dropped before a retry is read to its end up to this size, so the connection is kept; a longer one is cut off. */
 const DUMP_LIMIT = 128 * 1024
 
@@ -193,7 +199,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       this.#attach({
         data: (chunk) => {
           begin()
-          return res.write(chunk)
+          res.write(chunk)
+          return res.writableLength < PIPE_BUFFER_BYTES
         },
         end: () => {
           begin()
