@@ -1,11 +1,12 @@
 /**
- * The benchmark's fixtures, run as a child process with an IPC channel so the load generator
- * and the servers never share an event loop:
- *  - a stand-in Defender API on plain HTTP (loopback only): a ~1 KiB JSON alert page at any
- *    /api/... path (GET, or POST with its body read and dropped), and GET /stream?bytes=N
- *    streaming N bytes in 64 KiB chunks;
- *  - the simulator's Entra ID token endpoint (one app with a secret).
- * It sends the parent `{ type: 'ready', ... }` and answers `{ type: 'tokenRequests', id }` (token
+ * The benchmark's fixtures, each run as a child process of its own with an IPC channel, so the
+ * load generator and the servers never share an event loop, and signing a token never holds up
+ * the API's answers (as Entra ID and the API are not one server either). BENCH_SERVE says which:
+ *  - `upstream`: a stand-in Defender API on plain HTTP (loopback only): a ~1 KiB JSON alert page
+ *    at any /api/... path (GET, or POST with its body read and dropped), and GET /stream?bytes=N
+ *    streaming N bytes in 64 KiB chunks. It sends `{ type: 'ready', upstream, pageBytes }`.
+ *  - `entra`: the simulator's Entra ID token endpoint (one app with a secret).
+ * The token endpoint sends the parent `{ type: 'ready', ... }` and answers `{ type: 'tokenRequests', id }` (token
  * requests received so far) and `{ type: 'slowNextToken', id, ms }`: the next token answer is
  * held back `ms`, as a real Entra ID round trip takes that long, so a cold broker's first token
  * request is still in flight when its first clients arrive.
@@ -20,9 +21,14 @@ import { createTestPki, startEntraSimulator, DEMO_TENANT_ID, DEMO_CLIENT_ID, DEM
 const STREAM_CHUNK_BYTES = 64 * 1024
 const MAX_STREAM_BYTES = 8 * 1024 * 1024 * 1024
 
-export interface FixturesReady {
+export interface UpstreamReady {
   type: 'ready'
   upstream: string
+  pageBytes: number
+}
+
+export interface EntraReady {
+  type: 'ready'
   entra: string
   caPem: string
   tenantId: string
@@ -30,8 +36,9 @@ export interface FixturesReady {
   clientSecret: string
   /** A genuine access token of the app, for the baselines' static Authorization header. */
   staticToken: string
-  pageBytes: number
 }
+
+export type FixturesReady = UpstreamReady & EntraReady
 
 export interface TokenRequestsReply {
   type: 'tokenRequests'
@@ -152,13 +159,19 @@ function fetchToken (tokenEndpoint: string, caPem: string, clientSecret: string)
 
 async function main (): Promise<void> {
   if (process.send === undefined) throw new Error('run me with an IPC channel (from bench/run)')
+  // The parent went away: nothing left to serve.
+  process.once('disconnect', () => process.exit(0))
+  if (process.env.BENCH_SERVE === 'upstream') {
+    const ready: UpstreamReady = { type: 'ready', upstream: await startUpstream(), pageBytes: alertPage().length }
+    process.send(ready)
+    return
+  }
   const pki = await createTestPki()
   const clientSecret = `${randomBytes(2).toString('hex').slice(0, 3)}8Q~${randomBytes(24).toString('base64url').slice(0, 34)}`
   const entra = await startEntraSimulator({
     pki,
     apps: [{ tenantId: DEMO_TENANT_ID, clientId: DEMO_CLIENT_ID, secret: clientSecret, roles: [...DEMO_ROLES] }]
   })
-  const upstream = await startUpstream()
   const staticToken = await fetchToken(entra.tokenEndpoint(DEMO_TENANT_ID), pki.caCertPem, clientSecret)
 
   // The simulator emits 'token-request' once it has read a request and before it answers:
@@ -182,19 +195,14 @@ async function main (): Promise<void> {
       process.send?.({ type: 'slowNextToken', id: message.id })
     }
   })
-  // The parent went away: nothing left to serve.
-  process.once('disconnect', () => process.exit(0))
-
-  const ready: FixturesReady = {
+  const ready: EntraReady = {
     type: 'ready',
-    upstream,
     entra: entra.url,
     caPem: pki.caCertPem,
     tenantId: DEMO_TENANT_ID,
     clientId: DEMO_CLIENT_ID,
     clientSecret,
-    staticToken,
-    pageBytes: alertPage().length
+    staticToken
   }
   process.send(ready)
 }

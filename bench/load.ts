@@ -1,4 +1,13 @@
-/** Load from autocannon, in this process (the servers under test run in children). */
+/**
+ * Load: wrk when it is installed (a C load generator: on two cores it leaves the proxies under
+ * test the CPU that autocannon, in this process, would take from them), else autocannon.
+ * Runs that record every response time use autocannon, whose per-response callback wrk has no
+ * counterpart of.
+ */
+import { execFile } from 'node:child_process'
+import { accessSync, constants, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { delimiter, join } from 'node:path'
 import autocannon from 'autocannon'
 import { percentile } from './stats.js'
 
@@ -31,7 +40,87 @@ export interface LoadResult {
   statuses?: Record<string, number>
 }
 
+export type LoadGenerator = 'wrk' | 'autocannon'
+
+function findWrk (): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue
+    try {
+      accessSync(join(dir, 'wrk'), constants.X_OK)
+      return join(dir, 'wrk')
+    } catch {}
+  }
+  return undefined
+}
+
+const WRK = process.env.BENCH_LOAD === 'autocannon' ? undefined : findWrk()
+
+/** What generates the load of runs that do not record each response. */
+export const LOAD_GENERATOR: LoadGenerator = WRK === undefined ? 'autocannon' : 'wrk'
+
 export async function runLoad (baseUrl: string, options: LoadOptions): Promise<LoadResult> {
+  return WRK !== undefined && options.record !== true ? runWrk(WRK, baseUrl, options) : runAutocannon(baseUrl, options)
+}
+
+/** wrk's summary as one JSON line, from its `done` hook; latencies in µs. */
+const WRK_SCRIPT = `done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK {"requests":%d,"us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50":%d,"p99":%d,"max":%d}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+`
+let wrkScript: string | undefined
+
+interface WrkSummary {
+  requests: number
+  us: number
+  connect: number
+  read: number
+  write: number
+  status: number
+  timeout: number
+  p50: number
+  p99: number
+  max: number
+}
+
+/**
+ * One thread, like autocannon's one process. wrk follows the server's `connection: close` with
+ * a new connection (the broker closes one after 1000 requests); it keeps the others' open.
+ */
+function runWrk (wrk: string, baseUrl: string, options: LoadOptions): Promise<LoadResult> {
+  if (wrkScript === undefined) {
+    wrkScript = join(tmpdir(), `dtb-bench-wrk-${process.pid}.lua`)
+    writeFileSync(wrkScript, WRK_SCRIPT)
+  }
+  const args = ['-t1', `-c${options.connections}`, `-d${options.duration}s`, '--timeout', '10s', '-s', wrkScript, baseUrl + (options.path ?? '/api/alerts')]
+  return new Promise((resolve, reject) => {
+    execFile(wrk, args, { timeout: (options.duration + 30) * 1000 }, (err, stdout, stderr) => {
+      const line = /^WRK (\{.*\})$/m.exec(stdout)?.[1]
+      if (err !== null || line === undefined) {
+        reject(new Error(`wrk failed: ${err?.message ?? ''} ${stderr.slice(-500)} ${stdout.slice(-500)}`.trim()))
+        return
+      }
+      const w = JSON.parse(line) as WrkSummary
+      const seconds = w.us / 1e6
+      const ok = w.requests - w.status
+      resolve({
+        rps: ok / seconds,
+        ok,
+        non2xx: w.status,
+        errors: w.connect + w.read + w.write,
+        timeouts: w.timeout,
+        seconds,
+        p50: w.p50 / 1000,
+        p99: w.p99 / 1000,
+        max: w.max / 1000
+      })
+    })
+  })
+}
+
+async function runAutocannon (baseUrl: string, options: LoadOptions): Promise<LoadResult> {
   const instance = autocannon({
     url: baseUrl + (options.path ?? '/api/alerts'),
     connections: options.connections,

@@ -100,6 +100,21 @@ export function rssBytes (pid: number | undefined): number | undefined {
   }
 }
 
+/** CPU seconds (user + system) a process has used, from /proc (Linux); undefined elsewhere. */
+export function cpuSeconds (pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND
+  } catch {
+    return undefined
+  }
+}
+
+/** Linux's USER_HZ, what /proc counts CPU time in, on every architecture Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100
+
 /** A port that was free a moment ago, for servers that cannot be told to listen on port 0. */
 export async function freePort (): Promise<number> {
   const server = createServer()
@@ -188,7 +203,7 @@ const LISTENING = '"msg":"broker listening"'
 let brokerLogs = 0
 
 /**
- * Spawns `node dist/src/cli.js serve --config FILE` and resolves once it listens. At info, the
+ * Spawns `node dist/bin/defender-token-broker.js serve --config FILE` and resolves once it listens. At info, the
  * port comes from the 'broker listening' line; at warn that line is not logged, so the broker
  * gets a port picked beforehand and is polled on /healthz. Its stdout (one line per request at
  * info) goes to a file beside its config.
@@ -386,6 +401,8 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Authorization "Bearer ${token}";
+      # Streams a long body through its memory buffers, as the proxies in Node do, never to disk.
+      proxy_max_temp_file_size 0;
     }
   }
 }
