@@ -6,19 +6,18 @@ import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { systemClock, type Clock } from './clock.js'
 import type { Config } from './config/types.js'
-import {
-  BrokerBadRequest, BrokerBadRequestTarget, BrokerInternalError, errorBody, isBrokerHttpError, type BrokerHttpError
-} from './errors.js'
+import { BrokerBadRequest, BrokerBadRequestTarget, BrokerNotFound, errorBody, isBrokerHttpError, type BrokerHttpError } from './errors.js'
 import { createOutboundDispatcher } from './outbound/dispatcher.js'
 import { createAuditLog } from './observability/audit.js'
 import { lazyChildLogger } from './observability/logger.js'
-import { RequestLog } from './observability/request-log.js'
-import { registerOwnEndpoints } from './observability/endpoints.js'
+import { FastifyRequestLog, RequestLog } from './observability/request-log.js'
+import { registerOwnEndpoints, RESERVED_PATHS } from './observability/endpoints.js'
 import { logTokenEvents } from './observability/token-log.js'
 import { createMetrics, type BrokerMetrics } from './observability/metrics.js'
 import { createProfileRouter, createProfiles, type Profile } from './profiles.js'
-import { createForwarder, upstreamFailure } from './proxy/forward.js'
-import { createAuthorizer, registerInbound } from './inbound/index.js'
+import { brokerErrorFor, createForwarder } from './proxy/forward.js'
+import { createForwardingPipeline } from './proxy/pipeline.js'
+import { createAuthorizer, createInboundGate, registerInbound } from './inbound/index.js'
 import { trackConnections, type ConnectionDrain } from './inbound/connections.js'
 import { applyConnectionLimits, DEFAULT_SERVER_LIMITS, serverOptions, type ServerLimits } from './inbound/limits.js'
 import { protocolViolation, refuseUpgrade, responseOutstanding, unmetExpectation } from './inbound/protocol.js'
@@ -42,6 +41,13 @@ declare module 'fastify' {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+const OWN_PATHS = new Set<string>(RESERVED_PATHS)
+
+/** The broker's own endpoints (fastify serves them); every other path is bound for the API. */
+function isOwnEndpoint (target: string): boolean {
+  const queryAt = target.indexOf('?')
+  return OWN_PATHS.has(queryAt === -1 ? target : target.slice(0, queryAt))
+}
 
 /** A caller's own request id is kept when it is harmless to log, so traces line up. */
 function requestId (req: IncomingMessage): string {
@@ -62,6 +68,20 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   logTokenEvents(profiles, logger)
   const metrics = createMetrics(profiles, clock)
   const audit = createAuditLog({ file: config.audit.file, logger, clock })
+  const requestLog = new RequestLog(audit, logger)
+  const admit = createInboundGate(config)
+  let closing = false
+  const forwarding = createForwardingPipeline({
+    requestId,
+    admit,
+    forward: createForwarder({
+      dispatcher, config, clock, metrics, route: createProfileRouter(profiles), authorize: createAuthorizer(profiles)
+    }),
+    requestLog,
+    metrics,
+    logger,
+    closing: () => closing
+  })
 
   // The refusal says `connection: close`, so no request pipelined behind it may run (RFC 9112 9.6).
   const refusedConnections = new WeakSet<object>()
@@ -69,7 +89,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   let connections: ConnectionDrain | undefined
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    logController: new RequestLog(audit, logger),
+    logController: new FastifyRequestLog(requestLog),
     genReqId: requestId,
     childLoggerFactory: (logger, bindings, options) => lazyChildLogger(logger as unknown as Logger, bindings, options),
     requestIdHeader: false,
@@ -100,7 +120,8 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
           metrics.inboundRejected(refusal.code)
           return rejectRequest(req, res, refusal, logger)
         }
-        handler(req, res)
+        if (isOwnEndpoint(req.url as string)) handler(req, res)
+        else forwarding(req, res)
       })
       server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
         metrics.inboundRejected('BrokerBadRequest')
@@ -125,19 +146,12 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     done()
   })
 
-  // Bodies are forwarded as bytes, never parsed.
+  // The own endpoints take no body: whatever comes is left unread, never parsed.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, _payload, done) => done(null))
 
   app.setErrorHandler((error: Error & { statusCode?: number, code?: string }, request, reply) => {
-    const brokerError: BrokerHttpError = isBrokerHttpError(error)
-      ? error
-      : request.broker?.upstream !== undefined && error.statusCode === undefined
-        // The API's body failed in a stream on its way to the client, before any of it was sent.
-        ? upstreamFailure(error, request.broker.upstream, request.broker.profile, metrics)
-        : error.statusCode !== undefined && error.statusCode < 500
-          ? Object.assign(new BrokerBadRequest(error.message), { statusCode: error.statusCode })
-          : new BrokerInternalError()
+    const brokerError = brokerErrorFor(error, request.broker ?? {}, metrics)
     if (brokerError.statusCode >= 500 && !isBrokerHttpError(error)) {
       request.log.error({ err: { message: error.message, code: error.code } }, 'unexpected error')
     }
@@ -147,13 +161,12 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     reply.code(brokerError.statusCode).type('application/json; charset=utf-8').send(errorBody(brokerError, request.id))
   })
 
-  registerInbound(app, config)
+  registerInbound(app, admit)
   registerOwnEndpoints(app, { profiles, clock, metrics })
-
-  const forward = createForwarder({
-    dispatcher, config, clock, metrics, route: createProfileRouter(profiles), authorize: createAuthorizer(profiles)
+  // A method the own endpoints do not serve (PROPFIND /status): still the broker's, not the API's.
+  app.setNotFoundHandler((request) => {
+    throw new BrokerNotFound((request.raw.url as string).split('?', 1)[0] as string)
   })
-  app.all('/*', forward)
 
   app.addHook('onReady', async () => {
     for (const profile of profiles) {
@@ -161,7 +174,10 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     }
   })
   // Draining: what has nothing in progress is closed at once; the rest as it finishes.
-  app.addHook('preClose', async () => connections?.closeIdle())
+  app.addHook('preClose', async () => {
+    closing = true
+    connections?.closeIdle()
+  })
   app.addHook('onClose', async () => {
     for (const profile of profiles) profile.tokens.close()
     await Promise.all(profiles.map((profile) => profile.budget.close()))

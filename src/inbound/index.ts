@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config/types.js'
 import { BrokerForbidden, BrokerMisdirected, BrokerUnauthenticated } from '../errors.js'
 import type { Profile } from '../profiles.js'
@@ -6,36 +7,44 @@ import { fromBrowserPage, createHostCheck } from './browser-defences.js'
 import { createKeyVerifier, presentedKey, type Client } from './client-keys.js'
 import { compileRules } from './rules.js'
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    client: Client | undefined
-  }
-}
-
 /** Probes reach these without a key: an orchestrator has none. */
 const OPEN_PATHS = new Set(['/healthz', '/readyz'])
 
 /**
  * Who may use the broker, checked before anything reaches msal-node or the API: the Host
- * header (DNS rebinding), browser pages (CSRF), then the client key.
+ * header (DNS rebinding), browser pages (CSRF), then the client key. Throws the refusal;
+ * returns the client whose key was presented (none when the broker requires no keys, or for a
+ * probe's open path).
  */
-export function registerInbound (app: FastifyInstance, config: Config): void {
+export function createInboundGate (config: Config) {
   const hostAllowed = createHostCheck(config.listen.host, config.listen.allowedHosts)
   const verify = createKeyVerifier(config.clients)
   const keysRequired = config.clients.length > 0
 
-  app.decorateRequest('client', undefined)
+  return function admit (req: IncomingMessage, openPath: boolean): Client | undefined {
+    const badHost = hostAllowed(req)
+    if (badHost !== undefined) throw new BrokerMisdirected(JSON.stringify(badHost))
+    const browser = fromBrowserPage(req)
+    if (browser !== undefined) throw new BrokerForbidden(browser)
+    if (!keysRequired || openPath) return undefined
+    const client = verify(presentedKey(req.headers))
+    if (client === undefined) throw new BrokerUnauthenticated()
+    return client
+  }
+}
+
+/** The same checks for the broker's own endpoints, which fastify serves. */
+export function registerInbound (app: FastifyInstance, admit: ReturnType<typeof createInboundGate>): void {
   // A callback hook: no promise per request for checks that never wait.
   app.addHook('onRequest', (request, _reply, done) => {
-    const badHost = hostAllowed(request.raw)
-    if (badHost !== undefined) return done(new BrokerMisdirected(JSON.stringify(badHost)))
-    const browser = fromBrowserPage(request.raw)
-    if (browser !== undefined) return done(new BrokerForbidden(browser))
-    if (!keysRequired || OPEN_PATHS.has(request.routeOptions.url ?? '')) return done()
-    const client = verify(presentedKey(request.headers))
-    if (client === undefined) return done(new BrokerUnauthenticated())
-    request.client = client
-    request.broker.client = client.name
+    let client
+    try {
+      client = admit(request.raw, OPEN_PATHS.has(request.routeOptions.url ?? ''))
+    } catch (err) {
+      done(err as Error)
+      return
+    }
+    if (client !== undefined) request.broker.client = client.name
     done()
   })
 }
@@ -43,9 +52,7 @@ export function registerInbound (app: FastifyInstance, config: Config): void {
 /** A request must pass its client's rules and its profile's. */
 export function createAuthorizer (profiles: readonly Profile[]) {
   const profileRules = new Map(profiles.map((profile) => [profile.config.name, compileRules(profile.config.allow)]))
-  return function authorize (request: FastifyRequest, profile: Profile, upstreamTarget: string): void {
-    const client = request.client
-    const method = request.raw.method as string
+  return function authorize (client: Client | undefined, method: string, profile: Profile, upstreamTarget: string): void {
     if (client !== undefined) {
       if (client.profiles !== undefined && !client.profiles.has(profile.config.name)) {
         throw new BrokerForbidden(`client ${client.name} may not use profile ${profile.config.name}`)

@@ -2,22 +2,38 @@ import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { changesState, type AuditLog } from './audit.js'
 
+/** Filled in as a request goes: what its one log line (and audit event) reports. */
+export interface RequestFacts {
+  profile?: string
+  client?: string
+  upstreamRequestId?: string
+  /** Set once the API's response is being passed on: a stream error then is the API's. */
+  upstream?: string
+  /** The status of the API's response that was passed on. */
+  upstreamStatus?: number
+  machineActionId?: string
+  /** The broker's error code when it answered itself. */
+  code?: string
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
-    /** Filled in as the request goes: what its one log line (and audit event) reports. */
-    broker: {
-      profile?: string
-      client?: string
-      upstreamRequestId?: string
-      /** Set once the API's response is being passed on: a stream error then is the API's. */
-      upstream?: string
-      /** The status of the API's response that was passed on. */
-      upstreamStatus?: number
-      machineActionId?: string
-      /** The broker's error code when it answered itself. */
-      code?: string
-    }
+    broker: RequestFacts
   }
+}
+
+/** A request whose response is done, finished or cut off. */
+export interface CompletedRequest {
+  id: string
+  method: string
+  /** The request target as received; the query string is left out of the line. */
+  url: string
+  facts: RequestFacts
+  /** Undefined when the client went away before the head was sent. */
+  status: number | undefined
+  durationMs: number
+  aborted: boolean
+  error?: Error | null | undefined
 }
 
 /**
@@ -26,17 +42,62 @@ declare module 'fastify' {
  * left out: OData filters can hold names and addresses. A request that changes state is
  * also an audit event.
  */
-export class RequestLog extends LogController {
+export class RequestLog {
   readonly #audit: AuditLog
+  readonly #logger: Logger
   readonly #lines: Logger
-  readonly #logged = new WeakSet<FastifyRequest>()
 
   constructor (audit: AuditLog, logger: Logger) {
-    super()
     this.#audit = audit
+    this.#logger = logger
     // The line is made of the fields below and nothing else, none of them a secret's: the
     // logger's redaction, which walks every object logged, has nothing to find in it.
     this.#lines = logger.child({}, { redact: [] })
+  }
+
+  record ({ id, method, url, facts, status, durationMs, aborted, error }: CompletedRequest): void {
+    const queryAt = url.indexOf('?')
+    const path = queryAt === -1 ? url : url.slice(0, queryAt)
+    const line = {
+      reqId: id,
+      client: facts.client,
+      profile: facts.profile,
+      method,
+      path,
+      status,
+      durationMs: Math.round(durationMs * 100) / 100,
+      upstreamRequestId: facts.upstreamRequestId,
+      code: facts.code,
+      ...(aborted ? { aborted } : {})
+    }
+    if (error) this.#logger.error({ ...line, err: { message: error.message, code: (error as { code?: string }).code } }, 'request failed')
+    else this.#lines.info(line, 'request')
+
+    if (!changesState(method)) return
+    this.#audit.record({
+      reqId: id,
+      client: facts.client,
+      profile: facts.profile,
+      method,
+      target: path,
+      status,
+      upstreamStatus: facts.upstreamStatus,
+      upstreamRequestId: facts.upstreamRequestId,
+      machineActionId: facts.machineActionId,
+      code: facts.code,
+      ...(aborted || error ? { aborted: true } : {})
+    })
+  }
+}
+
+/** The request log of the broker's own endpoints, which fastify serves. */
+export class FastifyRequestLog extends LogController {
+  readonly #log: RequestLog
+  readonly #logged = new WeakSet<FastifyRequest>()
+
+  constructor (log: RequestLog) {
+    super()
+    this.#log = log
   }
 
   override incomingRequest (request: FastifyRequest, reply: FastifyReply): void {
@@ -53,40 +114,15 @@ export class RequestLog extends LogController {
   #complete (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply, aborted: boolean): void {
     if (this.#logged.has(request)) return
     this.#logged.add(request)
-    const broker = request.broker ?? {}
-    const method = request.raw.method ?? ''
-    const url = request.raw.url ?? ''
-    const queryAt = url.indexOf('?')
-    const path = queryAt === -1 ? url : url.slice(0, queryAt)
-    const status = aborted && !reply.raw.headersSent ? undefined : reply.statusCode
-    const line = {
-      reqId: request.id,
-      client: broker.client,
-      profile: broker.profile,
-      method,
-      path,
-      status,
-      durationMs: Math.round(reply.elapsedTime * 100) / 100,
-      upstreamRequestId: broker.upstreamRequestId,
-      code: broker.code,
-      ...(aborted ? { aborted } : {})
-    }
-    if (error) request.log.error({ ...line, reqId: undefined, err: { message: error.message, code: (error as { code?: string }).code } }, 'request failed')
-    else this.#lines.info(line, 'request')
-
-    if (!changesState(method)) return
-    this.#audit.record({
-      reqId: request.id,
-      client: broker.client,
-      profile: broker.profile,
-      method,
-      target: path,
-      status,
-      upstreamStatus: broker.upstreamStatus,
-      upstreamRequestId: broker.upstreamRequestId,
-      machineActionId: broker.machineActionId,
-      code: broker.code,
-      ...(aborted || error ? { aborted: true } : {})
+    this.#log.record({
+      id: request.id,
+      method: request.raw.method ?? '',
+      url: request.raw.url ?? '',
+      facts: request.broker ?? {},
+      status: aborted && !reply.raw.headersSent ? undefined : reply.statusCode,
+      durationMs: reply.elapsedTime,
+      aborted,
+      error
     })
   }
 }

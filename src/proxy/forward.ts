@@ -1,14 +1,15 @@
-import type { OutgoingHttpHeaders } from 'node:http'
-import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { sleep, type Clock } from '../clock.js'
 import type { Config } from '../config/types.js'
 import { findEndpoint, missingPermission, type DefenderEndpoint } from '../defender/endpoints.js'
 import {
-  BrokerBadRequestTarget, BrokerMissingPermission, BrokerNotFound, BrokerUpstreamTimeout, BrokerUpstreamUnreachable
+  BrokerBadRequest, BrokerBadRequestTarget, BrokerInternalError, BrokerMissingPermission, BrokerNotFound, BrokerUpstreamTimeout,
+  BrokerUpstreamUnreachable, isBrokerHttpError, type BrokerHttpError
 } from '../errors.js'
+import type { Client } from '../inbound/client-keys.js'
 import { changesState, watchMachineActionId } from '../observability/audit.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
+import type { RequestFacts } from '../observability/request-log.js'
 import type { Profile, ProfileMatch } from '../profiles.js'
 import type { HeldToken } from '../tokens/token-holder.js'
 import { upstreamRequestHeaders } from './headers.js'
@@ -16,6 +17,7 @@ import { takeRequestBody, type RequestBody } from './request-body.js'
 import { shapeResponse } from './response.js'
 import { UpstreamExchange } from './upstream-exchange.js'
 import { ClientWatch } from './client-watch.js'
+import type { ForwardedRequest } from './forwarded-request.js'
 import { parseRetryAfter } from './retry-after.js'
 
 export interface ForwarderOptions {
@@ -24,7 +26,7 @@ export interface ForwarderOptions {
   clock: Clock
   metrics: BrokerMetrics
   route: (target: string) => ProfileMatch | undefined
-  authorize: (request: FastifyRequest, profile: Profile, upstreamTarget: string) => void
+  authorize: (client: Client | undefined, method: string, profile: Profile, upstreamTarget: string) => void
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
@@ -39,17 +41,18 @@ export function createForwarder (options: ForwarderOptions) {
   const responseTimeoutMs = options.config.upstreamTimeouts.responseSeconds * 1000
   const { maxAttempts, maxWaitSeconds } = options.config.retry
 
-  return async function forward (request: FastifyRequest, reply: FastifyReply) {
-    const target = request.raw.url as string
+  return async function forward (request: ForwardedRequest): Promise<void> {
+    const { req, res, facts } = request
+    const target = req.url as string
     const match = route(target)
     if (match === undefined) throw new BrokerNotFound(target.split('?', 1)[0] as string)
     const { profile, upstreamTarget } = match
     const name = profile.config.name
     const origin = profile.config.upstream
-    const method = request.raw.method as string
-    request.broker.profile = name
+    const method = req.method as string
+    facts.profile = name
     const failed = (err: unknown) => upstreamFailure(err, origin, name, metrics)
-    authorize(request, profile, upstreamTarget)
+    authorize(request.caller, method, profile, upstreamTarget)
     assertSameOrigin(origin, upstreamTarget)
 
     const endpoint = findEndpoint(method, upstreamTarget)
@@ -57,21 +60,21 @@ export function createForwarder (options: ForwarderOptions) {
     preflight(endpoint, token)
 
     // Whatever is under way for the client stops when it goes away: a wait, or the API's call.
-    const client = new ClientWatch(reply.raw)
-    const body = await takeRequestBody(request.raw)
+    const client = new ClientWatch(res)
+    const body = await takeRequestBody(req)
     const idempotentRead = method === 'GET' || method === 'HEAD'
     let renewed = false
 
     for (let attempt = 1; ; attempt++) {
       const wait = profile.budget.acquire(endpoint?.rateLimit, client)
       if (wait !== undefined) await wait
-      if (client.gone) return reply
+      if (client.gone) return
       const started = performance.now()
       const exchange = client.watch(new UpstreamExchange()).start(dispatcher, {
         origin,
         path: upstreamTarget,
         method: method as Dispatcher.HttpMethod,
-        headers: upstreamRequestHeaders(request.headers, `Bearer ${token.value}`),
+        headers: upstreamRequestHeaders(req.headers, `Bearer ${token.value}`),
         body: bodyOf(body),
         headersTimeout: responseTimeoutMs,
         bodyTimeout: responseTimeoutMs
@@ -80,7 +83,7 @@ export function createForwarder (options: ForwarderOptions) {
       try {
         head = await exchange.head
       } catch (err) {
-        if (client.gone) return reply
+        if (client.gone) return
         throw failed(err)
       }
       const status = head.status
@@ -107,43 +110,42 @@ export function createForwarder (options: ForwarderOptions) {
           try {
             await sleep(clock, seconds * 1000, client.signal)
           } catch {
-            return reply
+            return
           }
           continue
         }
       }
 
       const requestId = head.headers['request-id'] ?? head.headers['x-ms-request-id']
-      if (typeof requestId === 'string') request.broker.upstreamRequestId = requestId
-      request.broker.upstreamStatus = status
+      if (typeof requestId === 'string') facts.upstreamRequestId = requestId
+      facts.upstreamStatus = status
       const base = profile.config.basePath === '/' ? '' : profile.config.basePath
-      request.broker.upstream = origin
+      facts.upstream = origin
       let shaped
       try {
-        shaped = await shapeResponse(method, status, head.headers, exchange, origin, `http://${request.headers.host}${base}`)
+        shaped = await shapeResponse(method, status, head.headers, exchange, origin, `http://${req.headers.host}${base}`)
       } catch (err) {
-        if (client.gone) return reply
+        if (client.gone) return
         throw failed(err)
       }
+      const headers = shaped.headers
       const sent = changesState(method) && status >= 200 && status < 300
-        ? watchMachineActionId(shaped.body ?? exchange.stream(), shaped.headers, (id) => { request.broker.machineActionId = id })
+        ? watchMachineActionId(shaped.body ?? exchange.stream(), headers, (id) => { facts.machineActionId = id })
         : shaped.body
-      if (sent !== undefined) {
-        reply.code(status)
-        reply.headers(shaped.headers)
-        return reply.send(sent)
+      if (Buffer.isBuffer(sent)) {
+        request.send(status, headers, sent)
+        return
       }
-      // The API's body as it comes, straight into the client's response.
       try {
-        await exchange.pipeTo(reply.raw, () => {
-          reply.hijack()
-          reply.raw.writeHead(status, { ...reply.getHeaders(), ...shaped.headers } as OutgoingHttpHeaders)
-        })
+        // The API's body through transforms, or as it comes, straight into the client's response.
+        await (sent !== undefined
+          ? request.sendStream(status, headers, sent)
+          : exchange.pipeTo(res, () => res.writeHead(status, headers)))
       } catch (err) {
-        if (client.gone) return reply
+        if (client.gone) return
         throw failed(err)
       }
-      return reply
+      return
     }
   }
 }
@@ -173,6 +175,20 @@ function assertSameOrigin (origin: string, path: string): void {
   if (new URL(path, origin).origin !== origin) {
     throw new BrokerBadRequestTarget('a target that leaves the upstream origin')
   }
+}
+
+/**
+ * What the broker answers for an error a request ran into: its own errors as they are; a
+ * failure of the API's body once it was being passed on is the API's (502 or 504); anything
+ * else a 400 when Node or fastify said the request was at fault, a 500 otherwise.
+ */
+export function brokerErrorFor (error: Error & { statusCode?: number }, facts: RequestFacts, metrics: BrokerMetrics): BrokerHttpError {
+  if (isBrokerHttpError(error)) return error
+  if (facts.upstream !== undefined && error.statusCode === undefined) return upstreamFailure(error, facts.upstream, facts.profile, metrics)
+  if (error.statusCode !== undefined && error.statusCode < 500) {
+    return Object.assign(new BrokerBadRequest(error.message), { statusCode: error.statusCode })
+  }
+  return new BrokerInternalError()
 }
 
 /** A failure to reach or read the API: counted for the profile, and answered 502 or 504. */

@@ -1,0 +1,97 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import { BrokerBadRequestTarget, errorBody, isBrokerHttpError } from '../errors.js'
+import type { Client } from '../inbound/client-keys.js'
+import type { BrokerMetrics } from '../observability/metrics.js'
+import type { RequestLog } from '../observability/request-log.js'
+import { brokerErrorFor } from './forward.js'
+import { ForwardedRequest } from './forwarded-request.js'
+
+export interface ForwardingPipelineOptions {
+  /** The request id: the caller's own when it is harmless to log, else a new one. */
+  requestId: (req: IncomingMessage) => string
+  /** Who may use the broker: throws the refusal, returns the client whose key was presented. */
+  admit: (req: IncomingMessage, openPath: boolean) => Client | undefined
+  forward: (request: ForwardedRequest) => Promise<void>
+  requestLog: RequestLog
+  metrics: BrokerMetrics
+  logger: Logger
+  /** True once shutdown has begun: every response then says `connection: close`. */
+  closing: () => boolean
+}
+
+/**
+ * Every request bound for the API, from Node's server straight to the forwarder: the request
+ * id, the inbound checks, the forwarder, the error in the API's shape, and the log line. The
+ * broker's own endpoints go through fastify; this path is a proxy's, and runs for every call a
+ * tool makes, so it keeps to what each request needs.
+ */
+export function createForwardingPipeline (options: ForwardingPipelineOptions) {
+  const { requestId, admit, forward, requestLog, metrics, logger, closing } = options
+
+  function answer (request: ForwardedRequest, err: unknown): void {
+    const error = err as Error & { statusCode?: number, code?: string }
+    const brokerError = brokerErrorFor(error, request.facts, metrics)
+    if (brokerError.statusCode >= 500 && !isBrokerHttpError(error)) {
+      logger.error({ reqId: request.id, err: { message: error?.message, code: error?.code } }, 'unexpected error')
+    }
+    if (brokerError.statusCode < 500) metrics.inboundRejected(brokerError.code)
+    request.facts.code = brokerError.code
+    const res = request.res
+    if (res.headersSent) {
+      // Part of the API's answer went out already: cut it off, as the API's was.
+      res.destroy()
+      return
+    }
+    if (res.destroyed) return
+    const body = errorBody(brokerError, request.id)
+    request.send(brokerError.statusCode, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      ...(brokerError.retryAfter === undefined ? {} : { 'retry-after': String(brokerError.retryAfter) })
+    }, body)
+  }
+
+  return function handle (req: IncomingMessage, res: ServerResponse): void {
+    const request = new ForwardedRequest(requestId(req), req, res, performance.now())
+    res.setHeader('x-request-id', request.id)
+    // While draining, a request already on an open connection is answered as usual, and the
+    // connection closed after it.
+    if (closing()) res.setHeader('connection', 'close')
+    res.once('close', () => {
+      const aborted = !res.writableFinished
+      requestLog.record({
+        id: request.id,
+        method: req.method ?? '',
+        url: req.url ?? '',
+        facts: request.facts,
+        status: aborted && !res.headersSent ? undefined : res.statusCode,
+        durationMs: performance.now() - request.startedAt,
+        aborted
+      })
+    })
+    try {
+      const undecodable = undecodablePath(req.url as string)
+      if (undecodable) throw new BrokerBadRequestTarget('a percent-encoding that does not decode to UTF-8')
+      request.caller = admit(req, false)
+      if (request.caller !== undefined) request.facts.client = request.caller.name
+    } catch (err) {
+      answer(request, err)
+      return
+    }
+    forward(request).catch((err: unknown) => answer(request, err))
+  }
+}
+
+/** A path whose percent-encodings are not UTF-8 (the request target checks saw to the rest). */
+function undecodablePath (target: string): boolean {
+  const queryAt = target.indexOf('?')
+  const path = queryAt === -1 ? target : target.slice(0, queryAt)
+  if (!path.includes('%')) return false
+  try {
+    decodeURIComponent(path)
+    return false
+  } catch {
+    return true
+  }
+}
