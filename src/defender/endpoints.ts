@@ -317,7 +317,29 @@ function lookUp (method: string, target: string): DefenderEndpoint | undefined {
  * case-insensitively: the docs spell some of them differently (`URL.Read.All`).
  */
 export function missingPermission (endpoint: DefenderEndpoint, roles: readonly string[]): string | undefined {
-  const held = new Set(roles.map((role) => role.toLowerCase()))
-  if (endpoint.permissions.some((permission) => held.has(permission.toLowerCase()))) return undefined
+  const held = heldPermissions(roles)
+  if (lowerCased(endpoint.permissions).some((permission) => held.has(permission))) return undefined
   return endpoint.permissions[0]
+}
+
+// Asked on every request: a token's roles, and an endpoint's permissions, are lower-cased once.
+const HELD = new WeakMap<readonly string[], ReadonlySet<string>>()
+const LOWER = new WeakMap<readonly string[], readonly string[]>()
+
+function heldPermissions (roles: readonly string[]): ReadonlySet<string> {
+  let held = HELD.get(roles)
+  if (held === undefined) {
+    held = new Set(roles.map((role) => role.toLowerCase()))
+    HELD.set(roles, held)
+  }
+  return held
+}
+
+function lowerCased (permissions: readonly string[]): readonly string[] {
+  let lower = LOWER.get(permissions)
+  if (lower === undefined) {
+    lower = permissions.map((permission) => permission.toLowerCase())
+    LOWER.set(permissions, lower)
+  }
+  return lower
 }

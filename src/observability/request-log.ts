@@ -1,5 +1,5 @@
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
-import type { Logger } from 'pino'
+import { levels, symbols, type DestinationStream, type Logger } from 'pino'
 import { changesState, type AuditLog } from './audit.js'
 
 /** Filled in as a request goes: what its one log line (and audit event) reports. */
@@ -21,6 +21,8 @@ declare module 'fastify' {
     broker: RequestFacts
   }
 }
+
+const INFO = levels.values.info as number
 
 /** A request whose response is done, finished or cut off. */
 export interface CompletedRequest {
@@ -45,33 +47,47 @@ export interface CompletedRequest {
 export class RequestLog {
   readonly #audit: AuditLog
   readonly #logger: Logger
-  readonly #lines: Logger
+  readonly #stream: DestinationStream
 
   constructor (audit: AuditLog, logger: Logger) {
     this.#audit = audit
     this.#logger = logger
-    // The line is made of the fields below and nothing else, none of them a secret's: the
-    // logger's redaction, which walks every object logged, has nothing to find in it.
-    this.#lines = logger.child({}, { redact: [] })
+    this.#stream = (logger as unknown as Record<symbol, DestinationStream>)[symbols.streamSym] as DestinationStream
   }
 
   record ({ id, method, url, facts, status, durationMs, aborted, error }: CompletedRequest): void {
     const queryAt = url.indexOf('?')
     const path = queryAt === -1 ? url : url.slice(0, queryAt)
-    const line = {
-      reqId: id,
-      client: facts.client,
-      profile: facts.profile,
-      method,
-      path,
-      status,
-      durationMs: Math.round(durationMs * 100) / 100,
-      upstreamRequestId: facts.upstreamRequestId,
-      code: facts.code,
-      ...(aborted ? { aborted } : {})
+    const duration = Math.round(durationMs * 100) / 100
+    if (error) {
+      this.#logger.error({
+        reqId: id,
+        client: facts.client,
+        profile: facts.profile,
+        method,
+        path,
+        status,
+        durationMs: duration,
+        upstreamRequestId: facts.upstreamRequestId,
+        code: facts.code,
+        ...(aborted ? { aborted } : {}),
+        err: { message: error.message, code: (error as { code?: string }).code }
+      }, 'request failed')
+    } else if (this.#logger.isLevelEnabled('info')) {
+      // The line pino would write for these fields, made by hand: it is the one line every
+      // request logs, and pino's general path (walking the object, the redaction) cost a
+      // forwarded request 7 µs of its 55 under load. None of its fields is a secret.
+      let line = `{"level":${INFO},"time":${Date.now()},"reqId":${JSON.stringify(id)}`
+      if (facts.client !== undefined) line += `,"client":${JSON.stringify(facts.client)}`
+      if (facts.profile !== undefined) line += `,"profile":${JSON.stringify(facts.profile)}`
+      line += `,"method":${JSON.stringify(method)},"path":${JSON.stringify(path)}`
+      if (status !== undefined) line += `,"status":${status}`
+      line += `,"durationMs":${duration}`
+      if (facts.upstreamRequestId !== undefined) line += `,"upstreamRequestId":${JSON.stringify(facts.upstreamRequestId)}`
+      if (facts.code !== undefined) line += `,"code":${JSON.stringify(facts.code)}`
+      if (aborted) line += ',"aborted":true'
+      this.#stream.write(line + ',"msg":"request"}\n')
     }
-    if (error) this.#logger.error({ ...line, err: { message: error.message, code: (error as { code?: string }).code } }, 'request failed')
-    else this.#lines.info(line, 'request')
 
     if (!changesState(method)) return
     this.#audit.record({
