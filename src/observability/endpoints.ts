@@ -51,8 +51,9 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, m
   })
 
   app.get('/metrics', async (_request, reply) => {
-    reply.type(metrics.registry.contentType)
-    return metrics.registry.metrics()
+    const { contentType, text } = await metrics.scrape()
+    reply.type(contentType)
+    return text
   })
 
   app.get('/status', async () => {

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric, type MetricValueWithName } from 'prom-client'
+import type { Metric, MetricValueWithName, Registry } from 'prom-client'
 import type { Clock } from '../clock.js'
 import type { Profile } from '../profiles.js'
 
@@ -10,8 +10,14 @@ function codeLabel (code: string): string {
   return CODE.test(code) ? code : 'other'
 }
 
+export interface Exposition {
+  contentType: string
+  text: string
+}
+
 export interface BrokerMetrics {
-  registry: Registry
+  /** The Prometheus text of every metric, for GET /metrics. */
+  scrape: () => Promise<Exposition>
   upstreamResponse: (profile: string, method: string, status: number, seconds: number) => void
   /** No response from the API: `code` is the broker's (BrokerUpstreamUnreachable, BrokerUpstreamTimeout). */
   upstreamFailed: (profile: string, code: string) => void
@@ -21,91 +27,54 @@ export interface BrokerMetrics {
 /**
  * Prometheus metrics, labelled by profile. Every label value comes from a bounded set
  * (profile names, methods, status codes, error codes): never a raw path.
+ *
+ * The broker counts in plain numbers (Tally, Reading) and prom-client is loaded at the first
+ * scrape, which formats them beside its default process metrics: a broker nobody scrapes never
+ * loads it, and counting costs a request no label hashing.
  */
 export function createMetrics (profiles: readonly Profile[], clock: Clock): BrokerMetrics {
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
-  const registers = [registry]
-
-  const acquisitions = new Counter({
-    name: 'broker_token_acquisitions_total',
-    help: 'Token requests to Entra ID, by result.',
-    labelNames: ['profile', 'result'] as const,
-    registers
-  })
-  const failures = new Counter({
-    name: 'broker_token_refresh_failures_total',
-    help: 'Failed token requests, by AADSTS code or failure kind.',
-    labelNames: ['profile', 'code'] as const,
-    registers
-  })
-  new Gauge({ // eslint-disable-line no-new
-    name: 'broker_token_expiry_seconds',
-    help: 'Seconds until the held token expires (negative once expired; absent before the first token).',
-    labelNames: ['profile'] as const,
-    registers,
-    collect () {
-      this.reset()
-      for (const { config, tokens } of profiles) {
-        const { expiresAt } = tokens.status()
-        if (expiresAt !== undefined) this.set({ profile: config.name }, (expiresAt - clock.now()) / 1000)
-      }
-    }
-  })
-  new Gauge({ // eslint-disable-line no-new
-    name: 'broker_ratelimit_queue_depth',
-    help: 'Requests waiting for the profile\'s local budget.',
-    labelNames: ['profile'] as const,
-    registers,
-    collect () {
-      for (const { config, budget } of profiles) this.set({ profile: config.name }, budget.status().queued)
-    }
-  })
-  const fallbacks = new Counter({
-    name: 'broker_ratelimit_store_fallbacks_total',
-    help: 'Times the profile\'s budget stopped being shared through Redis (unreachable or too slow) and fell back to this broker\'s share.',
-    labelNames: ['profile'] as const,
-    registers
-  })
-  new Gauge({ // eslint-disable-line no-new
-    name: 'broker_ratelimit_store_shared',
-    help: '1 while the profile\'s budget is shared through Redis, 0 while this broker decides alone (absent with a local store).',
-    labelNames: ['profile'] as const,
-    registers,
-    collect () {
-      for (const { config, budget } of profiles) {
-        if (budget.store !== 'local') this.set({ profile: config.name }, budget.store === 'redis' ? 1 : 0)
-      }
-    }
-  })
+  const acquisitions = new Tally('counter', 'broker_token_acquisitions_total', 'Token requests to Entra ID, by result.', [])
+  const failures = new Tally('counter', 'broker_token_refresh_failures_total', 'Failed token requests, by AADSTS code or failure kind.', [])
+  const expiry = new Reading('broker_token_expiry_seconds',
+    'Seconds until the held token expires (negative once expired; absent before the first token).',
+    () => profiles.flatMap(({ config, tokens }) => {
+      const { expiresAt } = tokens.status()
+      return expiresAt === undefined ? [] : [{ labels: { profile: config.name }, value: (expiresAt - clock.now()) / 1000 }]
+    }))
+  const queueDepth = new Reading('broker_ratelimit_queue_depth', 'Requests waiting for the profile\'s local budget.',
+    () => profiles.map(({ config, budget }) => ({ labels: { profile: config.name }, value: budget.status().queued })))
+  const fallbacks = new Tally('counter', 'broker_ratelimit_store_fallbacks_total',
+    'Times the profile\'s budget stopped being shared through Redis (unreachable or too slow) and fell back to this broker\'s share.', [])
+  const shared = new Reading('broker_ratelimit_store_shared',
+    '1 while the profile\'s budget is shared through Redis, 0 while this broker decides alone (absent with a local store).',
+    () => profiles.flatMap(({ config, budget }) =>
+      budget.store === 'local' ? [] : [{ labels: { profile: config.name }, value: budget.store === 'redis' ? 1 : 0 }]))
   const upstream = new Tally('counter', 'broker_upstream_requests_total', 'Requests sent to the Defender API, by method and status.', [])
   const duration = new Tally('histogram', 'broker_upstream_request_duration_seconds',
     'Time from sending a request to the Defender API to its response headers.',
     [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
-  registry.registerMetric(upstream as unknown as Metric)
-  registry.registerMetric(duration as unknown as Metric)
+  const upstreamFailures = new Tally('counter', 'broker_upstream_failures_total',
+    'Requests that got no response from the Defender API (unreachable, timed out), by the broker\'s error code.', [])
+  const rejections = new Tally('counter', 'broker_inbound_rejections_total', 'Requests the broker refused itself, by reason (its error code).', [])
+  const own: Array<Tally | Reading> = [acquisitions, failures, expiry, queueDepth, fallbacks, shared, upstream, duration, upstreamFailures, rejections]
 
-  const upstreamFailures = new Counter({
-    name: 'broker_upstream_failures_total',
-    help: 'Requests that got no response from the Defender API (unreachable, timed out), by the broker\'s error code.',
-    labelNames: ['profile', 'code'] as const,
-    registers
-  })
-  const rejections = new Counter({
-    name: 'broker_inbound_rejections_total',
-    help: 'Requests the broker refused itself, by reason (its error code).',
-    labelNames: ['reason'] as const,
-    registers
-  })
+  let registry: Promise<Registry> | undefined
+  const loadRegistry = async () => {
+    const prom = await import('prom-client')
+    const made = new prom.Registry()
+    prom.collectDefaultMetrics({ register: made })
+    for (const metric of own) made.registerMetric(metric as unknown as Metric)
+    return made
+  }
 
   for (const { config, tokens, budget } of profiles) {
     budget.onStoreChange((store) => {
-      if (store === 'local-fallback') fallbacks.inc({ profile: config.name })
+      if (store === 'local-fallback') fallbacks.series({ profile: config.name }).observe(1)
     })
-    tokens.on('acquired', () => acquisitions.inc({ profile: config.name, result: 'success' }))
+    tokens.on('acquired', () => acquisitions.series({ profile: config.name, result: 'success' }).observe(1))
     tokens.on('failed', (failure) => {
-      acquisitions.inc({ profile: config.name, result: 'failure' })
-      failures.inc({ profile: config.name, code: codeLabel(failure.code) })
+      acquisitions.series({ profile: config.name, result: 'failure' }).observe(1)
+      failures.series({ profile: config.name, code: codeLabel(failure.code) }).observe(1)
     })
   }
 
@@ -127,17 +96,21 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
   }
 
   return {
-    registry,
+    async scrape () {
+      registry ??= loadRegistry()
+      const made = await registry
+      return { contentType: made.contentType, text: await made.metrics() }
+    },
     upstreamResponse (profile, method, status, seconds) {
       const series = seriesOf(profile, method, status)
       series.requests.observe(1)
       series.duration.observe(seconds)
     },
     upstreamFailed (profile, code) {
-      upstreamFailures.inc({ profile, code: codeLabel(code) })
+      upstreamFailures.series({ profile, code: codeLabel(code) }).observe(1)
     },
     inboundRejected (reason) {
-      rejections.inc({ reason: codeLabel(reason) })
+      rejections.series({ reason: codeLabel(reason) }).observe(1)
     }
   }
 }
@@ -152,10 +125,19 @@ interface Series {
   readonly buckets: Float64Array
 }
 
+/** What prom-client's registry reads of a metric to format it. */
+interface MetricReport {
+  name: string
+  help: string
+  type: string
+  aggregator: string
+  values: MetricValueWithName<string>[]
+}
+
 /**
- * A counter or histogram of the forwarding path, kept in plain numbers: an observation is a
- * bucket search and a few adds. prom-client's own hash the label set on every observation;
- * this one is registered with its registry, which formats it at scrape time like its own.
+ * A counter or histogram kept in plain numbers: an observation is a bucket search and a few
+ * adds. It is registered with prom-client's registry, which formats it at scrape time like
+ * one of its own.
  */
 class Tally {
   readonly aggregator = 'sum'
@@ -204,8 +186,7 @@ class Tally {
     }
   }
 
-  /** What prom-client's registry reads of a metric to format it. */
-  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: MetricValueWithName<string>[] }> {
+  async get (): Promise<MetricReport> {
     const values: Array<MetricValueWithName<string>> = []
     for (const { labels, count, sum, buckets } of this.#series.values()) {
       if (this.type === 'counter') {
@@ -224,5 +205,21 @@ class Tally {
       )
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+}
+
+/** A gauge read when scraped: what is held right now (a token's expiry, a queue's depth). */
+class Reading {
+  readonly aggregator = 'sum'
+
+  constructor (
+    readonly name: string,
+    readonly help: string,
+    readonly read: () => Array<{ labels: Record<string, string>, value: number }>
+  ) {}
+
+  async get (): Promise<MetricReport> {
+    const values = this.read().map(({ labels, value }) => ({ labels, value, metricName: this.name }))
+    return { name: this.name, help: this.help, type: 'gauge', aggregator: this.aggregator, values }
   }
 }
