@@ -56,12 +56,14 @@ export function createForwarder (options: ForwarderOptions) {
     assertSameOrigin(origin, upstreamTarget)
 
     const endpoint = findEndpoint(method, upstreamTarget)
-    let token = await profile.tokens.get()
+    // Most requests find the token held and the body absent: no promise to wait on for either.
+    let token = profile.tokens.usable() ?? await profile.tokens.get()
     preflight(endpoint, token)
 
     // Whatever is under way for the client stops when it goes away: a wait, or the API's call.
     const client = new ClientWatch(res)
-    const body = await takeRequestBody(req)
+    const taken = takeRequestBody(req)
+    const body = taken instanceof Promise ? await taken : taken
     const idempotentRead = method === 'GET' || method === 'HEAD'
     let renewed = false
 
@@ -140,7 +142,7 @@ export function createForwarder (options: ForwarderOptions) {
         // The API's body through transforms, or as it comes, straight into the client's response.
         await (sent !== undefined
           ? request.sendStream(status, headers, sent)
-          : exchange.pipeTo(res, () => res.writeHead(status, headers)))
+          : exchange.pipeTo(res, () => request.writeHead(status, headers)))
       } catch (err) {
         if (client.gone) return
         throw failed(err)

@@ -18,16 +18,33 @@ export class ForwardedRequest {
   caller: Client | undefined = undefined
   readonly facts: RequestFacts = {}
 
-  constructor (id: string, req: IncomingMessage, res: ServerResponse, startedAt: number) {
+  /** Shutdown has begun: the connection is closed after this response. */
+  readonly #closing: boolean
+
+  constructor (id: string, req: IncomingMessage, res: ServerResponse, startedAt: number, closing: boolean) {
     this.id = id
     this.req = req
     this.res = res
     this.startedAt = startedAt
+    this.#closing = closing
+  }
+
+  /**
+   * The head, with the broker's own headers added to `headers` (which it takes over). They go in
+   * the one writeHead call: a header set before with setHeader would make Node take every
+   * header through setHeader again, validated twice.
+   */
+  writeHead (status: number, headers: OutgoingHttpHeaders): void {
+    headers['x-request-id'] = this.id
+    // While draining, a request already on an open connection is answered as usual, and the
+    // connection closed after it.
+    if (this.#closing) headers.connection = 'close'
+    this.res.writeHead(status, headers)
   }
 
   /** A body known whole: a page rewritten, an error. */
   send (status: number, headers: OutgoingHttpHeaders, body: Buffer | string): void {
-    this.res.writeHead(status, headers)
+    this.writeHead(status, headers)
     this.res.end(body)
   }
 
@@ -43,7 +60,7 @@ export class ForwardedRequest {
       const begin = () => {
         if (started) return
         started = true
-        res.writeHead(status, headers)
+        this.writeHead(status, headers)
         resolve()
       }
       body.on('data', (chunk: Buffer) => {

@@ -53,11 +53,7 @@ export function createForwardingPipeline (options: ForwardingPipelineOptions) {
   }
 
   return function handle (req: IncomingMessage, res: ServerResponse): void {
-    const request = new ForwardedRequest(requestId(req), req, res, performance.now())
-    res.setHeader('x-request-id', request.id)
-    // While draining, a request already on an open connection is answered as usual, and the
-    // connection closed after it.
-    if (closing()) res.setHeader('connection', 'close')
+    const request = new ForwardedRequest(requestId(req), req, res, performance.now(), closing())
     res.once('close', () => {
       const aborted = !res.writableFinished
       requestLog.record({
