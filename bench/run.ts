@@ -51,7 +51,7 @@ const SETTINGS = {
   herd: { requests: 1000, connections: 200, pipelining: 5, entraDelayMs: 500 },
   refresh: {
     connections: 32,
-    rounds: QUICK ? 1 : 2,
+    rounds: QUICK ? 1 : 3,
     seconds: QUICK ? 3 : 4,
     warmupSeconds: QUICK ? 1 : 2,
     /** Against the simulator's 3599 s tokens: a refresh every 2 to 3 s. */

@@ -125,7 +125,8 @@ export function createForwarder (options: ForwarderOptions) {
       facts.upstream = origin
       let shaped
       try {
-        shaped = await shapeResponse(method, status, head.headers, exchange, origin, `http://${req.headers.host}${base}`)
+        const shaping = shapeResponse(method, status, head.headers, exchange, origin, `http://${req.headers.host}${base}`)
+        shaped = shaping instanceof Promise ? await shaping : shaping
       } catch (err) {
         if (client.gone) return
         throw failed(err)

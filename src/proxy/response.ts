@@ -26,14 +26,14 @@ export interface ShapedResponse {
  * body streams (decompressed first when the API compressed it), so a tool that follows pages
  * stays on the broker.
  */
-export async function shapeResponse (
+export function shapeResponse (
   method: string,
   status: number,
   upstreamHeaders: Record<string, string | string[] | undefined>,
   body: UpstreamExchange,
   upstreamOrigin: string,
   brokerBase: string
-): Promise<ShapedResponse> {
+): ShapedResponse | Promise<ShapedResponse> {
   const headers = clientResponseHeaders(upstreamHeaders)
   const location = headers.location
   if (typeof location === 'string' && startsWithOrigin(location, upstreamOrigin)) {
@@ -46,9 +46,14 @@ export async function shapeResponse (
   const encoding = headers['content-encoding']
   const length = Number(headers['content-length'])
   if (encoding === undefined && length <= SMALL_PAGE_BYTES) {
-    const page = rewriteNextLink(await body.readAll(), upstreamOrigin, brokerBase)
-    headers['content-length'] = String(page.length)
-    return { headers, body: page }
+    const rewrite = (whole: Buffer): ShapedResponse => {
+      const page = rewriteNextLink(whole, upstreamOrigin, brokerBase)
+      headers['content-length'] = String(page.length)
+      return { headers, body: page }
+    }
+    // A small page has usually arrived whole with its head: no promise to wait on then.
+    const whole = body.takeIfComplete()
+    return whole !== undefined ? rewrite(whole) : body.readAll().then(rewrite)
   }
   const decode = typeof encoding === 'string' ? DECODERS[encoding.trim().toLowerCase()] : undefined
   if (encoding !== undefined && decode === undefined) return { headers, body: undefined }

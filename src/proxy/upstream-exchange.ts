@@ -26,6 +26,9 @@ interface Sink {
   error: (err: Error) => void
 }
 
+/** The sink of a body taken whole: nothing more can arrive. */
+const DONE: Sink = { data: () => true, end: () => {}, error: () => {} }
+
 /**
  * One request to the API through undici's `dispatch`. The head comes back as a promise; the
  * body is then read whole (a page to rewrite), dropped (before a retry), turned into a stream
@@ -125,6 +128,19 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   #resume (): void {
     if (this.#controller?.paused === true) this.#controller.resume()
+  }
+
+  /**
+   * The whole body when all of it has arrived already, as a small page usually has with its
+   * head (taken, as readAll would); undefined otherwise.
+   */
+  takeIfComplete (): Buffer | undefined {
+    if (!this.#ended || this.#error !== undefined || this.#sink !== undefined) return undefined
+    const early = this.#early
+    this.#early = []
+    this.#earlyBytes = 0
+    this.#sink = DONE
+    return early.length === 1 ? early[0] as Buffer : Buffer.concat(early)
   }
 
   /** The whole body, for a page known to be small. */
