@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { systemClock, type Clock } from './clock.js'
 import type { Config } from './config/types.js'
-import { BrokerBadRequest, BrokerBadRequestTarget, BrokerNotFound, errorBody, isBrokerHttpError, type BrokerHttpError } from './errors.js'
+import { BrokerBadRequest, BrokerBadRequestTarget, BrokerNotFound, errorBody, type BrokerHttpError } from './errors.js'
 import { createOutboundDispatcher } from './outbound/dispatcher.js'
 import { createAuditLog } from './observability/audit.js'
 import { lazyChildLogger } from './observability/logger.js'
@@ -21,7 +21,7 @@ import { createAuthorizer, createInboundGate, registerInbound } from './inbound/
 import { trackConnections, type ConnectionDrain } from './inbound/connections.js'
 import { applyConnectionLimits, DEFAULT_SERVER_LIMITS, serverOptions, type ServerLimits } from './inbound/limits.js'
 import { protocolViolation, refuseUpgrade, responseOutstanding, unmetExpectation } from './inbound/protocol.js'
-import { checkRequestTarget } from './proxy/request-target.js'
+import { checkRequestTarget, pathOf } from './proxy/request-target.js'
 
 export interface AppDeps {
   logger: Logger
@@ -45,8 +45,7 @@ const OWN_PATHS = new Set<string>(RESERVED_PATHS)
 
 /** The broker's own endpoints (fastify serves them); every other path is bound for the API. */
 function isOwnEndpoint (target: string): boolean {
-  const queryAt = target.indexOf('?')
-  return OWN_PATHS.has(queryAt === -1 ? target : target.slice(0, queryAt))
+  return OWN_PATHS.has(pathOf(target))
 }
 
 /** A caller's own request id is kept when it is harmless to log, so traces line up. */
@@ -151,12 +150,8 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   app.addContentTypeParser('*', (_request, _payload, done) => done(null))
 
   app.setErrorHandler((error: Error & { statusCode?: number, code?: string }, request, reply) => {
-    const brokerError = brokerErrorFor(error, request.broker ?? {}, metrics)
-    if (brokerError.statusCode >= 500 && !isBrokerHttpError(error)) {
-      request.log.error({ err: { message: error.message, code: error.code } }, 'unexpected error')
-    }
-    if (brokerError.statusCode < 500) metrics.inboundRejected(brokerError.code)
-    if (request.broker) request.broker.code = brokerError.code
+    const brokerError = brokerErrorFor(error, request.broker ?? {}, metrics,
+      (unexpected) => request.log.error({ err: unexpected }, 'unexpected error'))
     if (brokerError.retryAfter !== undefined) reply.header('retry-after', String(brokerError.retryAfter))
     reply.code(brokerError.statusCode).type('application/json; charset=utf-8').send(errorBody(brokerError, request.id))
   })
@@ -165,7 +160,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   registerOwnEndpoints(app, { profiles, clock, metrics })
   // A method the own endpoints do not serve (PROPFIND /status): still the broker's, not the API's.
   app.setNotFoundHandler((request) => {
-    throw new BrokerNotFound((request.raw.url as string).split('?', 1)[0] as string)
+    throw new BrokerNotFound(pathOf(request.raw.url as string))
   })
 
   app.addHook('onReady', async () => {

@@ -1,5 +1,7 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import { levels, symbols, type DestinationStream, type Logger } from 'pino'
+import { pathOf } from '../proxy/request-target.js'
 import { changesState, type AuditLog } from './audit.js'
 
 /** Filled in as a request goes: what its one log line (and audit event) reports. */
@@ -27,13 +29,11 @@ const INFO = levels.values.info as number
 /** A request whose response is done, finished or cut off. */
 export interface CompletedRequest {
   id: string
-  method: string
-  /** The request target as received; the query string is left out of the line. */
-  url: string
+  req: IncomingMessage
+  res: ServerResponse
   facts: RequestFacts
-  /** Undefined when the client went away before the head was sent. */
-  status: number | undefined
   durationMs: number
+  /** The client went away before the response was done. */
   aborted: boolean
   error?: Error | null | undefined
 }
@@ -55,9 +55,11 @@ export class RequestLog {
     this.#stream = (logger as unknown as Record<symbol, DestinationStream>)[symbols.streamSym] as DestinationStream
   }
 
-  record ({ id, method, url, facts, status, durationMs, aborted, error }: CompletedRequest): void {
-    const queryAt = url.indexOf('?')
-    const path = queryAt === -1 ? url : url.slice(0, queryAt)
+  record ({ id, req, res, facts, durationMs, aborted, error }: CompletedRequest): void {
+    const method = req.method ?? ''
+    const path = pathOf(req.url ?? '')
+    // None when the client went away before the head was sent.
+    const status = aborted && !res.headersSent ? undefined : res.statusCode
     const duration = Math.round(durationMs * 100) / 100
     if (error) {
       this.#logger.error({
@@ -132,10 +134,9 @@ export class FastifyRequestLog extends LogController {
     this.#logged.add(request)
     this.#log.record({
       id: request.id,
-      method: request.raw.method ?? '',
-      url: request.raw.url ?? '',
+      req: request.raw,
+      res: reply.raw,
       facts: request.broker ?? {},
-      status: aborted && !reply.raw.headersSent ? undefined : reply.statusCode,
       durationMs: reply.elapsedTime,
       aborted,
       error

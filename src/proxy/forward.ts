@@ -18,6 +18,7 @@ import { shapeResponse } from './response.js'
 import { UpstreamExchange } from './upstream-exchange.js'
 import { ClientWatch } from './client-watch.js'
 import type { ForwardedRequest } from './forwarded-request.js'
+import { pathOf } from './request-target.js'
 import { parseRetryAfter } from './retry-after.js'
 
 export interface ForwarderOptions {
@@ -45,7 +46,7 @@ export function createForwarder (options: ForwarderOptions) {
     const { req, res, facts } = request
     const target = req.url as string
     const match = route(target)
-    if (match === undefined) throw new BrokerNotFound(target.split('?', 1)[0] as string)
+    if (match === undefined) throw new BrokerNotFound(pathOf(target))
     const { profile, upstreamTarget } = match
     const name = profile.config.name
     const origin = profile.config.upstream
@@ -189,11 +190,25 @@ function assertSameOrigin (origin: string, path: string): void {
 }
 
 /**
- * What the broker answers for an error a request ran into: its own errors as they are; a
- * failure of the API's body once it was being passed on is the API's (502 or 504); anything
- * else a 400 when Node or fastify said the request was at fault, a 500 otherwise.
+ * What the broker answers for an error a request ran into, counted and recorded in `facts`:
+ * its own errors as they are; a failure of the API's body once it was being passed on is the
+ * API's (502 or 504); anything else a 400 when Node or fastify said the request was at fault,
+ * a 500 otherwise, which `logUnexpected` reports.
  */
-export function brokerErrorFor (error: Error & { statusCode?: number }, facts: RequestFacts, metrics: BrokerMetrics): BrokerHttpError {
+export function brokerErrorFor (
+  error: Error & { statusCode?: number, code?: string },
+  facts: RequestFacts,
+  metrics: BrokerMetrics,
+  logUnexpected: (err: { message: string | undefined, code: string | undefined }) => void
+): BrokerHttpError {
+  const brokerError = classifyError(error, facts, metrics)
+  if (brokerError.statusCode >= 500 && !isBrokerHttpError(error)) logUnexpected({ message: error?.message, code: error?.code })
+  if (brokerError.statusCode < 500) metrics.inboundRejected(brokerError.code)
+  facts.code = brokerError.code
+  return brokerError
+}
+
+function classifyError (error: Error & { statusCode?: number }, facts: RequestFacts, metrics: BrokerMetrics): BrokerHttpError {
   if (isBrokerHttpError(error)) return error
   if (facts.upstream !== undefined && error.statusCode === undefined) return upstreamFailure(error, facts.upstream, facts.profile, metrics)
   if (error.statusCode !== undefined && error.statusCode < 500) {

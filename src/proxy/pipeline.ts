@@ -1,11 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
-import { BrokerBadRequestTarget, errorBody, isBrokerHttpError } from '../errors.js'
+import { BrokerBadRequestTarget, errorBody } from '../errors.js'
 import type { Client } from '../inbound/client-keys.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
 import type { RequestLog } from '../observability/request-log.js'
 import { brokerErrorFor } from './forward.js'
 import { ForwardedRequest } from './forwarded-request.js'
+import { pathOf } from './request-target.js'
 
 export interface ForwardingPipelineOptions {
   /** The request id: the caller's own when it is harmless to log, else a new one. */
@@ -30,13 +31,8 @@ export function createForwardingPipeline (options: ForwardingPipelineOptions) {
   const { requestId, admit, forward, requestLog, metrics, logger, closing } = options
 
   function answer (request: ForwardedRequest, err: unknown): void {
-    const error = err as Error & { statusCode?: number, code?: string }
-    const brokerError = brokerErrorFor(error, request.facts, metrics)
-    if (brokerError.statusCode >= 500 && !isBrokerHttpError(error)) {
-      logger.error({ reqId: request.id, err: { message: error?.message, code: error?.code } }, 'unexpected error')
-    }
-    if (brokerError.statusCode < 500) metrics.inboundRejected(brokerError.code)
-    request.facts.code = brokerError.code
+    const brokerError = brokerErrorFor(err as Error, request.facts, metrics,
+      (unexpected) => logger.error({ reqId: request.id, err: unexpected }, 'unexpected error'))
     const res = request.res
     if (res.headersSent) {
       // Part of the API's answer went out already: cut it off, as the API's was.
@@ -55,15 +51,13 @@ export function createForwardingPipeline (options: ForwardingPipelineOptions) {
   return function handle (req: IncomingMessage, res: ServerResponse): void {
     const request = new ForwardedRequest(requestId(req), req, res, performance.now(), closing())
     res.once('close', () => {
-      const aborted = !res.writableFinished
       requestLog.record({
         id: request.id,
-        method: req.method ?? '',
-        url: req.url ?? '',
+        req,
+        res,
         facts: request.facts,
-        status: aborted && !res.headersSent ? undefined : res.statusCode,
         durationMs: performance.now() - request.startedAt,
-        aborted
+        aborted: !res.writableFinished
       })
     })
     try {
@@ -81,8 +75,7 @@ export function createForwardingPipeline (options: ForwardingPipelineOptions) {
 
 /** A path whose percent-encodings are not UTF-8 (the request target checks saw to the rest). */
 function undecodablePath (target: string): boolean {
-  const queryAt = target.indexOf('?')
-  const path = queryAt === -1 ? target : target.slice(0, queryAt)
+  const path = pathOf(target)
   if (!path.includes('%')) return false
   try {
     decodeURIComponent(path)

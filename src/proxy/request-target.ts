@@ -1,3 +1,9 @@
+/** The path of a request target: what comes before its query. */
+export function pathOf (target: string): string {
+  const queryAt = target.indexOf('?')
+  return queryAt === -1 ? target : target.slice(0, queryAt)
+}
+
 /**
  * The request target must be origin-form, and its path must mean the same to the broker, to
  * its rules and to the API: anything that a server could decode into another path, or that
@@ -10,8 +16,7 @@ export function checkRequestTarget (target: string | undefined): string | undefi
   if (target.length > 1 && (target.charCodeAt(1) === 47 || target.charCodeAt(1) === 92)) {
     return 'a network-path reference (// or /\\)'
   }
-  const queryAt = target.indexOf('?')
-  const path = queryAt === -1 ? target : target.slice(0, queryAt)
+  const path = pathOf(target)
   for (let i = 0; i < target.length; i++) {
     const c = target.charCodeAt(i)
     if (c <= 0x20 || c === 0x7f || c > 0x7e) return 'a control, space or non-ASCII character'
