@@ -5,7 +5,7 @@
  * counterpart of.
  */
 import { execFile } from 'node:child_process'
-import { accessSync, constants, writeFileSync } from 'node:fs'
+import { accessSync, constants, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import autocannon from 'autocannon'
@@ -91,8 +91,10 @@ interface WrkSummary {
  */
 function runWrk (wrk: string, baseUrl: string, options: LoadOptions): Promise<LoadResult> {
   if (wrkScript === undefined) {
-    wrkScript = join(tmpdir(), `dtb-bench-wrk-${process.pid}.lua`)
-    writeFileSync(wrkScript, WRK_SCRIPT)
+    const script = join(tmpdir(), `dtb-bench-wrk-${process.pid}.lua`)
+    writeFileSync(script, WRK_SCRIPT)
+    process.once('exit', () => rmSync(script, { force: true }))
+    wrkScript = script
   }
   const args = ['-t1', `-c${options.connections}`, `-d${options.duration}s`, '--timeout', '10s', '-s', wrkScript, baseUrl + (options.path ?? '/api/alerts')]
   return new Promise((resolve, reject) => {
