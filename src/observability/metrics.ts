@@ -99,11 +99,11 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
   }
 
   return {
-    async scrape (profiles) {
+    async scrape (only) {
       registry ??= loadRegistry()
       const made = await registry
       const text = await made.metrics()
-      return { contentType: made.contentType, text: profiles === undefined ? text : onlyProfiles(text, profiles) }
+      return { contentType: made.contentType, text: only === undefined ? text : onlyProfiles(text, only) }
     },
     upstreamResponse (profile, method, status, seconds) {
       const series = seriesOf(profile, method, status)
@@ -138,7 +138,7 @@ export function onlyProfiles (text: string, profiles: ReadonlySet<string>): stri
     const line = text.slice(start, end)
     start = end
     const profile = line.startsWith('#') ? null : PROFILE_LABEL.exec(line)
-    if (profile != null && !profiles.has(profile[1] as string)) continue
+    if (profile !== null && !profiles.has(profile[1] as string)) continue
     kept += line
   }
   return kept
