@@ -56,6 +56,10 @@ t.test('config/example.yaml is valid and loads', async t => {
     ['contoso', '/', 'public', 'https://api.securitycenter.microsoft.com'],
     ['fabrikam', '/fabrikam', 'gcc-high', 'https://api-gov.securitycenter.microsoft.us']
   ])
-  t.same(config.clients.map(client => client.name), ['soar', 'siem'])
+  t.same(config.clients.map(client => [client.name, client.allow]), [
+    ['soar', ['GET /api/**', 'POST /api/machines/*/isolate', 'GET /status']],
+    ['siem', ['GET /api/alerts', 'GET /api/alerts/**']],
+    ['prometheus', ['GET /metrics']]
+  ], 'rules for the own endpoints are valid')
   t.same(config.listen, { host: '127.0.0.1', port: 8080, allowedHosts: ['defender-broker'] })
 })

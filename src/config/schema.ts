@@ -193,9 +193,9 @@ export const ClientSchema = Type.Object({
   keyFile: Type.Optional(filePath('File holding the client\'s key (its SHA-256 is kept, not the key); it must not be readable by group or others.')),
   profiles: Type.Optional(Type.Array(
     Type.String({ pattern: NAME_PATTERN, description: 'Name of a profile.' }),
-    { default: [], description: 'Profiles the client may use; empty or absent means all.' }
+    { default: [], description: 'Profiles the client may use, and the only ones it sees in /status and /metrics; empty or absent means all.' }
   )),
-  allow: Type.Optional(rules('Rules the client\'s requests must match, on top of the profile\'s; empty or absent allows what the profile allows.'))
+  allow: Type.Optional(rules('Rules the client\'s requests must match, on top of the profile\'s; empty or absent allows what the profile allows. "GET /status" and "GET /metrics" let it read those two of the broker\'s own endpoints.'))
 }, { ...strict, description: 'A tool allowed to use the broker, known by its key.' })
 
 export const HostSchema = Type.String({ pattern: HOST_PATTERN, default: DEFAULT_HOST, description: 'Address to listen on. BROKER_HOST overrides it.' })

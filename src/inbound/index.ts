@@ -33,18 +33,35 @@ export function createInboundGate (config: Config) {
   }
 }
 
-/** The same checks for the broker's own endpoints, which fastify serves. */
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The client whose key was presented; undefined when the broker requires no keys, or on an open path. */
+    caller: Client | undefined
+  }
+}
+
+/**
+ * The same checks for the broker's own endpoints, which fastify serves. Past the probes' open
+ * paths, the own endpoints follow the client's rules like any path (`GET /status`,
+ * `GET /metrics`); the profiles' rules are about what goes to their API, and do not apply.
+ */
 export function registerInbound (app: FastifyInstance, admit: ReturnType<typeof createInboundGate>): void {
+  app.decorateRequest('caller', undefined)
   // A callback hook: no promise per request for checks that never wait.
   app.addHook('onRequest', (request, _reply, done) => {
-    let client
     try {
-      client = admit(request.raw, OPEN_PATHS.has(request.routeOptions.url ?? ''))
+      const client = admit(request.raw, OPEN_PATHS.has(request.routeOptions.url ?? ''))
+      if (client !== undefined) {
+        request.caller = client
+        request.broker.client = client.name
+        if (!client.allows(request.method, request.raw.url as string)) {
+          throw new BrokerForbidden(`the rules of client ${client.name} do not allow it`)
+        }
+      }
     } catch (err) {
       done(err as Error)
       return
     }
-    if (client !== undefined) request.broker.client = client.name
     done()
   })
 }

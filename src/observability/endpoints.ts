@@ -50,18 +50,22 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, m
     return ready ? { status: 'ready' } : { status: 'not ready', reasons }
   })
 
-  app.get('/metrics', async (_request, reply) => {
-    const { contentType, text } = await metrics.scrape()
+  // A client limited to some profiles sees theirs and nothing of the others'.
+  app.get('/metrics', async (request, reply) => {
+    const { contentType, text } = await metrics.scrape(request.caller?.profiles)
     reply.type(contentType)
     return text
   })
 
-  app.get('/status', async () => {
+  app.get('/status', async (request) => {
     const now = clock.now()
-    const budgets = await Promise.all(profiles.map(({ budget }) => budget.report()))
+    // A client limited to some profiles sees those only: not the others' tenants, roles or errors.
+    const only = request.caller?.profiles
+    const shown = only === undefined ? profiles : profiles.filter(({ config }) => only.has(config.name))
+    const budgets = await Promise.all(shown.map(({ budget }) => budget.report()))
     return {
       time: iso(now),
-      profiles: profiles.map(({ config, tokens, credential }, index) => {
+      profiles: shown.map(({ config, tokens, credential }, index) => {
         const status = tokens.status()
         return {
           name: config.name,

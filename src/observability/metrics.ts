@@ -16,8 +16,11 @@ export interface Exposition {
 }
 
 export interface BrokerMetrics {
-  /** The Prometheus text of every metric, for GET /metrics. */
-  scrape: () => Promise<Exposition>
+  /**
+   * The Prometheus text of every metric, for GET /metrics; given `profiles`, only the series of
+   * those profiles and the broker-wide ones, with no `profile` label.
+   */
+  scrape: (profiles?: ReadonlySet<string>) => Promise<Exposition>
   upstreamResponse: (profile: string, method: string, status: number, seconds: number) => void
   /** No response from the API: `code` is the broker's (BrokerUpstreamUnreachable, BrokerUpstreamTimeout). */
   upstreamFailed: (profile: string, code: string) => void
@@ -96,10 +99,11 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
   }
 
   return {
-    async scrape () {
+    async scrape (only) {
       registry ??= loadRegistry()
       const made = await registry
-      return { contentType: made.contentType, text: await made.metrics() }
+      const text = await made.metrics()
+      return { contentType: made.contentType, text: only === undefined ? text : onlyProfiles(text, only) }
     },
     upstreamResponse (profile, method, status, seconds) {
       const series = seriesOf(profile, method, status)
@@ -113,6 +117,31 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
       rejections.series({ reason: codeLabel(reason) }).observe(1)
     }
   }
+}
+
+/**
+ * A sample's `profile` label. Profile names are plain (lower-case letters, digits, `-`), and a
+ * `"` inside another label's value is escaped, so the match cannot start inside one.
+ */
+const PROFILE_LABEL = /[{,]profile="([^"]*)"/
+
+/**
+ * The exposition without the samples labelled with a profile not in `profiles`: one pass over
+ * the text, no second registry. HELP and TYPE lines stay (a family may have no samples).
+ */
+export function onlyProfiles (text: string, profiles: ReadonlySet<string>): string {
+  let kept = ''
+  let start = 0
+  while (start < text.length) {
+    const newline = text.indexOf('\n', start)
+    const end = newline === -1 ? text.length : newline + 1
+    const line = text.slice(start, end)
+    start = end
+    const profile = line.startsWith('#') ? null : PROFILE_LABEL.exec(line)
+    if (profile !== null && !profiles.has(profile[1] as string)) continue
+    kept += line
+  }
+  return kept
 }
 
 /** One labelled series of a Tally: for a counter `observe(n)` adds n. */
