@@ -63,7 +63,10 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
 
   let registry: Promise<Registry> | undefined
   const loadRegistry = async () => {
-    const prom = await import('prom-client')
+    // prom-client is CommonJS: its module.exports is the namespace's `default`, under Node's
+    // ESM loader and in the bundle alike. The bundle's chunk of it exports nothing else, so the
+    // named exports Node would add are not there to be used.
+    const prom = (await import('prom-client')).default
     const made = new prom.Registry()
     prom.collectDefaultMetrics({ register: made })
     for (const metric of own) made.registerMetric(metric as unknown as Metric)
