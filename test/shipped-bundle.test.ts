@@ -3,9 +3,8 @@
  * `npm start` and the image start it, against the simulator. Every own endpoint and a forwarded
  * request go through the bundle, and so do the packages it loads only on demand: prom-client
  * (a chunk of the bundle, at the first scrape), yaml (a config file), ioredis (a shared budget)
- * and pino-pretty (a terminal), the last three from node_modules.
+ * from node_modules.
  */
-import { spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { builtinModules } from 'node:module'
 import { join } from 'node:path'
@@ -13,7 +12,7 @@ import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { startSimulator } from '../src/simulator/index.js'
 import { requireRedis, startRedis } from './helpers/redis.js'
-import { CLI_PATH, cliEnv, spawnCli, spawnProgram, type CliProcess } from './helpers/spawn.js'
+import { CLI_PATH, cliEnv, spawnCli, type CliProcess } from './helpers/spawn.js'
 
 const PROFILE = 'from-yaml'
 const home = t.testdir({})
@@ -114,23 +113,6 @@ t.test('serve from the bundle with a budget shared through Redis (ioredis loaded
   const metrics = await get(`${url}/metrics`)
   t.equal(metrics.status, 200, 'GET /metrics: 200')
   t.match(metrics.text, sample('broker_ratelimit_store_shared', { profile: PROFILE }, '1'), 'GET /metrics: broker_ratelimit_store_shared 1')
-})
-
-t.test('serve from the bundle on a terminal logs through pino-pretty (loaded from node_modules)', async (t) => {
-  // util-linux's script(1) gives the broker a terminal as stdout.
-  if (spawnSync('script', ['--version']).status !== 0) {
-    t.plan(0, 'skipped: script(1) (util-linux) is not installed')
-    return
-  }
-  const dir = t.testdir({ 'broker.yaml': brokerYaml() })
-  const command = [process.execPath, CLI_PATH, 'serve', '--config', join(dir, 'broker.yaml')].map((arg) => `'${arg}'`).join(' ')
-  const cli = spawnProgram(t, 'script', ['-qfec', `exec ${command}`, '/dev/null'], { env: cliEnv(home, { TERM: 'dumb' }) })
-  // pino-pretty colours the level and the message.
-  // eslint-disable-next-line no-control-regex
-  const line = (await cli.waitForLine('stdout', /INFO\S*: \S*broker listening/)).replace(/\x1b\[[0-9;]*m/g, '')
-  t.match(line, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: broker listening\r?$/, "pino-pretty's line, not JSON")
-  cli.child.kill('SIGTERM')
-  await cli.waitForExit()
 })
 
 t.test('the package depends on exactly the packages the bundle loads at run time', async (t) => {
