@@ -54,9 +54,7 @@ export function registerInbound (app: FastifyInstance, admit: ReturnType<typeof 
       if (client !== undefined) {
         request.caller = client
         request.broker.client = client.name
-        if (!client.allows(request.method, request.raw.url as string)) {
-          throw new BrokerForbidden(`the rules of client ${client.name} do not allow it`)
-        }
+        assertClientAllows(client, request.method, request.raw.url as string)
       }
     } catch (err) {
       done(err as Error)
@@ -64,6 +62,10 @@ export function registerInbound (app: FastifyInstance, admit: ReturnType<typeof 
     }
     done()
   })
+}
+
+function assertClientAllows (client: Client, method: string, target: string): void {
+  if (!client.allows(method, target)) throw new BrokerForbidden(`the rules of client ${client.name} do not allow it`)
 }
 
 /** A request must pass its client's rules and its profile's. */
@@ -74,7 +76,7 @@ export function createAuthorizer (profiles: readonly Profile[]) {
       if (client.profiles !== undefined && !client.profiles.has(profile.config.name)) {
         throw new BrokerForbidden(`client ${client.name} may not use profile ${profile.config.name}`)
       }
-      if (!client.allows(method, upstreamTarget)) throw new BrokerForbidden(`the rules of client ${client.name} do not allow it`)
+      assertClientAllows(client, method, upstreamTarget)
     }
     if (profileRules.get(profile.config.name)?.(method, upstreamTarget) === false) {
       throw new BrokerForbidden(`the rules of profile ${profile.config.name} do not allow it`)

@@ -47,12 +47,7 @@ function withTimeout<T> (promise: Promise<T>, ms: number, what: () => string): P
 
 /** Spawns `node dist/bin/defender-token-broker.js ...args`; a process still running at teardown is killed. */
 export function spawnCli (t: Teardown, args: string[], options: { env: Record<string, string>, cwd?: string }): CliProcess {
-  return spawnProgram(t, process.execPath, [CLI_PATH, ...args], options)
-}
-
-/** Spawns `command ...args` (e.g. the CLI under another program); a process still running at teardown is killed. */
-export function spawnProgram (t: Teardown, command: string, args: string[], options: { env: Record<string, string>, cwd?: string }): CliProcess {
-  const child = spawn(command, args, {
+  const child = spawn(process.execPath, [CLI_PATH, ...args], {
     env: options.env,
     cwd: options.cwd,
     stdio: ['ignore', 'pipe', 'pipe']
