@@ -115,6 +115,40 @@ t.test('requests the broker refuses are audited with its code when they would ch
   t.notOk(stack.logs.text().includes(KEY), 'the client key is in no line')
 })
 
+t.test('a hunting query is a POST that changes nothing: not an audit event; isolation is, and so is an unknown POST', SCENARIO, async (t) => {
+  const stack = await startBrokerStack(t, { simulator: { pki } })
+  const machine = stack.simulator.sampleMachineId
+  const hunt = await send(stack, 'POST', '/api/advancedqueries/run', { body: JSON.stringify({ Query: 'DeviceInfo | take 1' }) })
+  t.equal(hunt.status, 200, 'the query ran')
+  const spelled = await send(stack, 'POST', '/api/v1.0/AdvancedQueries/Run', { body: JSON.stringify({ Query: 'DeviceInfo | take 1' }) })
+  t.equal(spelled.status, 404, 'another spelling of it: the simulator only routes the usual one')
+  const isolate = await send(stack, 'POST', `/api/machines/${machine}/isolate`, { body: ISOLATE_BODY })
+  t.equal(isolate.status, 201)
+  const unknown = await send(stack, 'POST', '/api/somethingNew/run', { body: '{}' })
+  t.equal(unknown.status, 404, 'forwarded: the API decides')
+
+  t.same(auditLines(stack).map((line) => [line.method, line.target, line.status]), [
+    ['POST', `/api/machines/${machine}/isolate`, 201],
+    ['POST', '/api/somethingNew/run', 404]
+  ], 'isolation, and the POST the table does not know (it may change something); neither hunting query')
+  t.equal(stack.logs.lines.filter((line) => line.msg === 'request' && line.method === 'POST').length, 4, 'each request still has its request line')
+})
+
+t.test('the upstream path decides, behind a profile prefix and when the broker refuses', SCENARIO, async (t) => {
+  const stack = await startBrokerStack(t, {
+    simulator: { pki },
+    config: (config) => withClient({ ...config, profiles: config.profiles.map((profile) => ({ ...profile, basePath: '/contoso' })) })
+  })
+  const hunt = JSON.stringify({ Query: 'DeviceInfo | take 1' })
+  const ruleMiss = await send(stack, 'POST', '/contoso/api/advancedqueries/run', { key: KEY, body: hunt })
+  const noKey = await send(stack, 'POST', '/api/advancedqueries/run', { body: hunt })
+  const isolateMiss = await send(stack, 'POST', '/contoso/api/machines/m1/unisolate', { key: KEY, body: ISOLATE_BODY })
+  t.same([ruleMiss.status, noKey.status, isolateMiss.status], [403, 401, 403])
+  t.same(auditLines(stack).map((line) => [line.target, line.code]), [
+    ['/contoso/api/machines/m1/unisolate', 'BrokerForbidden']
+  ], 'a refused hunting query is a refused read, not an audit event; a refused release from isolation is one')
+})
+
 t.test('audit.file: JSON lines appended, mode 0600, each written and fsync\'d before the response ends', SCENARIO, async (t) => {
   const dir = t.testdir({})
   const file = join(dir, 'audit.jsonl')

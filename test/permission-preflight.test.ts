@@ -103,3 +103,55 @@ t.test('once the permission is granted and a new token carries it, the call goes
   t.equal(res.statusCode, 200, 'the roles of the held token decide')
   t.equal(defender.requests.length - sent, 1)
 })
+
+t.test('a per-device export is preflighted with its own permission, not the machine one', async (t) => {
+  const vulnerabilities = await startBrokerStack(t, { simulator: { pki, roles: ['Vulnerability.Read.All'] } })
+  const sent = vulnerabilities.simulator.defender.requests.length
+  const res = await getGlobalDispatcher().request({ origin: vulnerabilities.url, path: '/api/machines/SoftwareVulnerabilitiesByMachine?pageSize=5', method: 'GET' })
+  const page = await res.body.json() as { value?: Array<{ deviceId: string }>, error?: { code: string } }
+  t.equal(res.statusCode, 200, 'Vulnerability.Read.All alone is enough: forwarded, and the API answers')
+  t.equal(page.error?.code, undefined, 'no BrokerMissingPermission')
+  t.equal(page.value?.[0]?.deviceId, vulnerabilities.simulator.defender.data.machines[0]?.id, 'the export\'s rows')
+  t.equal(vulnerabilities.simulator.defender.requests.length - sent, 1)
+  t.equal(vulnerabilities.simulator.defender.requests.at(-1)?.url, '/api/machines/SoftwareVulnerabilitiesByMachine?pageSize=5')
+
+  // An app that can read machines but holds none of the export permissions.
+  const machines = await startBrokerStack(t, { simulator: { pki, roles: ['Machine.Read.All', 'Machine.ReadWrite.All'] } })
+  const check = async (path: string, action: string, permission: string) => {
+    const before = machines.simulator.defender.requests.length
+    const answer = await getGlobalDispatcher().request({ origin: machines.url, path, method: 'GET' })
+    const body = await answer.body.json() as { error: { code: string, message: string } }
+    t.equal(answer.statusCode, 403, `${path}: refused`)
+    t.equal(body.error.code, 'BrokerMissingPermission')
+    t.equal(body.error.message, `The app lacks the permission for ${action}: grant the WindowsDefenderATP application permission ${permission} and grant admin consent.`,
+      `${path}: names ${permission}, not a machine permission`)
+    t.equal(machines.simulator.defender.requests.length, before, `${path}: the API is not called`)
+  }
+  await check('/api/machines/SoftwareVulnerabilitiesByMachine', 'export software vulnerabilities by device', 'Vulnerability.Read.All')
+  await check('/api/machines/SoftwareVulnerabilitiesExport', 'export software vulnerabilities by device to files', 'Vulnerability.Read.All')
+  await check('/api/machines/SoftwareInventoryByMachine', 'export software inventory by device', 'Software.Read.All')
+  await check('/api/machines/SecureConfigurationsAssessmentByMachine', 'export secure configuration assessments by device', 'Vulnerability.Read.All')
+  await check(`/api/machines/${machines.simulator.defender.data.machines[0]?.id ?? ''}/logonusers`, 'read a machine\'s logged-on users', 'User.Read.All')
+  await check('/api/vulnerabilities/machinesVulnerabilities', 'list vulnerabilities by machine and software', 'Vulnerability.Read.All')
+
+  const before = machines.simulator.defender.requests.length
+  const found = await getGlobalDispatcher().request({ origin: machines.url, path: '/api/machines/findbytag?tag=x', method: 'GET' })
+  await found.body.dump()
+  t.equal(machines.simulator.defender.requests.length - before, 1, 'findbytag: a machine read, forwarded')
+})
+
+t.test('a path the table does not know gets no preflight: a token with no role at all is forwarded, and the API decides', async (t) => {
+  const stack = await startBrokerStack(t, { simulator: { pki, roles: [] } })
+  t.strictSame((await stack.app.profiles[0]?.tokens.get())?.roles, [], 'the token holds no role')
+  for (const [method, path] of [['GET', '/api/somethingNew'], ['GET', '/api/machines/SomethingNewByMachine/more'], ['POST', '/api/somethingNew/run']] as const) {
+    const sent = stack.simulator.defender.requests.length
+    const res = await getGlobalDispatcher().request({ origin: stack.url, path, method, ...(method === 'POST' ? { body: '{}', headers: { 'content-type': 'application/json' } } : {}) })
+    const answer = await res.body.json() as { error: { code: string, target: string } }
+    t.equal(res.statusCode, 404, `${method} ${path}: the API's answer`)
+    t.equal(answer.error.code, 'ResourceNotFound', 'not BrokerMissingPermission')
+    t.equal(answer.error.target, res.headers['request-id'], 'the API\'s own error')
+    t.equal(stack.simulator.defender.requests.length - sent, 1, `${method} ${path}: forwarded`)
+  }
+  const known = await getGlobalDispatcher().request({ origin: stack.url, path: '/api/alerts', method: 'GET' })
+  t.match(await known.body.json(), { error: { code: 'BrokerMissingPermission' } }, 'while a known path is preflighted')
+})

@@ -18,7 +18,16 @@ export interface DefenderEndpoint {
   action: string
   /** The documented limit when it differs from the API's general 100 a minute / 1500 an hour. */
   rateLimit?: { perMinute: number, perHour: number }
+  /**
+   * Whether the call may change something in the tenant (an action on a machine, an indicator,
+   * an alert's status, a tag): what the audit records. A GET never does; any other method does
+   * unless its entry says `changesState: false` (a POST that only reads, such as a hunting query).
+   */
+  changesState: boolean
 }
+
+/** An entry as the table below writes it: `changesState` only where a POST, PATCH or DELETE only reads. */
+type Entry = Omit<DefenderEndpoint, 'changesState'> & { changesState?: false }
 
 export const GENERAL_RATE_LIMIT: Readonly<{ perMinute: number, perHour: number }> = Object.freeze({ perMinute: 100, perHour: 1500 })
 
@@ -49,6 +58,7 @@ export const PERMISSION_WORDS: Readonly<Record<string, string>> = Object.freeze(
   'Score.Read.All': 'read exposure and secure scores',
   'SecurityConfiguration.Read.All': 'read security configuration',
   'RemediationTasks.Read.All': 'read remediation tasks',
+  'SecurityBaselinesAssessment.Read.All': 'read security baselines assessments',
   'Library.Manage': 'manage the live response library'
 })
 
@@ -62,7 +72,11 @@ const MACHINE_ACTIONS = [
   'Machine.Offboard', 'Machine.StopAndQuarantine', 'Machine.LiveResponse'
 ]
 
-const TABLE: DefenderEndpoint[] = [
+/** The documented limits of the per-device export APIs: the JSON pages, and the "via files" download links. */
+const EXPORT_PAGES = { perMinute: 30, perHour: 1000 }
+const EXPORT_FILES = { perMinute: 5, perHour: 20 }
+
+const TABLE: Entry[] = [
   // learn: get-alerts, get-alert-info-by-id
   { method: 'GET', path: '/api/alerts', permissions: ALERT_READ, action: 'list alerts' },
   { method: 'GET', path: '/api/alerts/*', permissions: ALERT_READ, action: 'read an alert' },
@@ -98,6 +112,40 @@ const TABLE: DefenderEndpoint[] = [
   { method: 'GET', path: '/api/machines/findbyip(*)', permissions: MACHINE_READ, action: 'find machines by internal IP' },
   { method: 'GET', path: '/api/machines/find(*)', permissions: MACHINE_READ, action: 'find machines by internal IP' },
   { method: 'GET', path: '/api/machines/findbytag', permissions: MACHINE_READ, action: 'find machines by tag' },
+  // learn: set-device-value
+  { method: 'POST', path: '/api/machines/*/setdevicevalue', permissions: MACHINE_WRITE, action: "set a machine's device value" },
+
+  // The per-device exports are literal segments under /api/machines/, where GET /api/machines/*
+  // (a machine by id) would match too: the literal entries win (see lookUp). Each has its own limit.
+  // learn: get-assessment-software-vulnerabilities (the JSON pages, the files, the delta pages)
+  { method: 'GET', path: '/api/machines/softwarevulnerabilitiesbymachine', permissions: ['Vulnerability.Read.All'], action: 'export software vulnerabilities by device', rateLimit: EXPORT_PAGES },
+  { method: 'GET', path: '/api/machines/softwarevulnerabilitiesexport', permissions: ['Vulnerability.Read.All'], action: 'export software vulnerabilities by device to files', rateLimit: EXPORT_FILES },
+  { method: 'GET', path: '/api/machines/softwarevulnerabilitychangesbymachine', permissions: ['Vulnerability.Read.All'], action: 'export software vulnerability changes by device', rateLimit: EXPORT_PAGES },
+  // learn: get-assessment-software-inventory
+  { method: 'GET', path: '/api/machines/softwareinventorybymachine', permissions: ['Software.Read.All'], action: 'export software inventory by device', rateLimit: EXPORT_PAGES },
+  { method: 'GET', path: '/api/machines/softwareinventoryexport', permissions: ['Software.Read.All'], action: 'export software inventory by device to files', rateLimit: EXPORT_FILES },
+  // learn: get-assessment-non-cpe-software-inventory
+  { method: 'GET', path: '/api/machines/softwareinventorynoproductcodebymachine', permissions: ['Software.Read.All'], action: 'export software without a CPE by device', rateLimit: EXPORT_PAGES },
+  { method: 'GET', path: '/api/machines/softwareinventorynoncpeexport', permissions: ['Software.Read.All'], action: 'export software without a CPE by device to files', rateLimit: EXPORT_FILES },
+  // learn: get-assessment-secure-config (the page lists Vulnerability.Read.All; SecurityConfiguration.Read.All,
+  // "read all security configurations", is allowed too rather than refused on the broker's side)
+  { method: 'GET', path: '/api/machines/secureconfigurationsassessmentbymachine', permissions: ['Vulnerability.Read.All', 'SecurityConfiguration.Read.All'], action: 'export secure configuration assessments by device', rateLimit: EXPORT_PAGES },
+  { method: 'GET', path: '/api/machines/secureconfigurationsassessmentexport', permissions: ['Vulnerability.Read.All', 'SecurityConfiguration.Read.All'], action: 'export secure configuration assessments by device to files', rateLimit: EXPORT_FILES },
+  // learn: export-security-baseline-assessment (the files' section names no permission: the pages' one)
+  { method: 'GET', path: '/api/machines/baselinecomplianceassessmentbymachine', permissions: ['SecurityBaselinesAssessment.Read.All'], action: 'export security baseline assessments by device', rateLimit: EXPORT_PAGES },
+  { method: 'GET', path: '/api/machines/baselinecomplianceassessmentexport', permissions: ['SecurityBaselinesAssessment.Read.All'], action: 'export security baseline assessments by device to files', rateLimit: EXPORT_FILES },
+  // learn: get-assessment-browser-extensions
+  { method: 'GET', path: '/api/machines/browserextensionsinventorybymachine', permissions: ['Software.Read.All'], action: 'export browser extensions by device', rateLimit: EXPORT_PAGES },
+  { method: 'GET', path: '/api/machines/browserextensionsinventoryexport', permissions: ['Software.Read.All'], action: 'export browser extensions by device to files', rateLimit: EXPORT_FILES },
+  // learn: export-certificate-inventory-assessment
+  { method: 'GET', path: '/api/machines/certificateassessmentbymachine', permissions: ['Vulnerability.Read.All'], action: 'export certificates by device', rateLimit: EXPORT_PAGES },
+  { method: 'GET', path: '/api/machines/certificateassessmentexport', permissions: ['Vulnerability.Read.All'], action: 'export certificates by device to files', rateLimit: EXPORT_FILES },
+  // learn: export-firmware-hardware-assessment
+  { method: 'GET', path: '/api/machines/hardwarefirmwareinventorybymachine', permissions: ['Software.Read.All'], action: 'export hardware and firmware by device', rateLimit: EXPORT_PAGES },
+  { method: 'GET', path: '/api/machines/hardwarefirmwareinventoryexport', permissions: ['Software.Read.All'], action: 'export hardware and firmware by device to files', rateLimit: EXPORT_FILES },
+  // learn: get-assessment-information-gathering (5 a minute, 20 an hour; the device health page
+  // shows the same URL with 30 and 1,000: the stricter figure of the page about it is kept)
+  { method: 'GET', path: '/api/machines/infogatheringexport', permissions: ['Vulnerability.Read.All'], action: 'export information gathering by device to files', rateLimit: EXPORT_FILES },
 
   // learn: isolate-machine, unisolate-machine
   { method: 'POST', path: '/api/machines/*/isolate', permissions: ['Machine.Isolate'], action: 'isolate machines' },
@@ -125,8 +173,8 @@ const TABLE: DefenderEndpoint[] = [
   // learn: cancel-machine-action
   { method: 'POST', path: '/api/machineactions/*/cancel', permissions: MACHINE_ACTIONS, action: 'cancel machine actions' },
 
-  // learn: run-advanced-query-api
-  { method: 'POST', path: '/api/advancedqueries/run', permissions: ['AdvancedQuery.Read.All'], action: 'run advanced hunting queries', rateLimit: { perMinute: 45, perHour: 1500 } },
+  // learn: run-advanced-query-api (a POST that only reads)
+  { method: 'POST', path: '/api/advancedqueries/run', permissions: ['AdvancedQuery.Read.All'], action: 'run advanced hunting queries', rateLimit: { perMinute: 45, perHour: 1500 }, changesState: false },
 
   // learn: get-ti-indicators-collection, post-ti-indicator, delete-ti-indicator-by-id
   { method: 'GET', path: '/api/indicators', permissions: INDICATORS, action: 'list indicators' },
@@ -191,6 +239,22 @@ const TABLE: DefenderEndpoint[] = [
   { method: 'GET', path: '/api/remediationtasks/*', permissions: ['RemediationTasks.Read.All'], action: 'read a remediation activity' },
   { method: 'GET', path: '/api/remediationtasks/*/machinereferences', permissions: ['RemediationTasks.Read.All'], action: "read a remediation activity's machines" },
 
+  // learn: device-health-export-antivirus-health-report-api (30 a minute, 1,000 an hour)
+  { method: 'GET', path: '/api/deviceavinfo', permissions: ['Machine.Read.All'], action: "read devices' antivirus health", rateLimit: EXPORT_PAGES },
+  // learn: get-browser-extensions-permission-info
+  { method: 'GET', path: '/api/browserextensions/permissionsinfo', permissions: ['Software.Read.All'], action: "read browser extensions' permissions" },
+
+  // learn: get-all-scan-agents, get-agent-details, get-all-scan-definitions, add-a-new-scan-definition,
+  // get-scan-history-by-definition, get-scan-history-by-session (the two history calls are POSTs that only read)
+  { method: 'GET', path: '/api/deviceauthenticatedscanagents', permissions: ['Machine.Read.All'], action: 'list authenticated scan agents' },
+  { method: 'GET', path: '/api/deviceauthenticatedscanagents/*', permissions: ['Machine.Read.All'], action: 'read an authenticated scan agent' },
+  { method: 'GET', path: '/api/deviceauthenticatedscandefinitions', permissions: ['Machine.Read.All'], action: 'list authenticated scan definitions' },
+  { method: 'POST', path: '/api/deviceauthenticatedscandefinitions', permissions: MACHINE_WRITE, action: 'add authenticated scan definitions' },
+  { method: 'PATCH', path: '/api/deviceauthenticatedscandefinitions/*', permissions: MACHINE_WRITE, action: 'update authenticated scan definitions' },
+  { method: 'POST', path: '/api/deviceauthenticatedscandefinitions/batchdelete', permissions: MACHINE_WRITE, action: 'delete authenticated scan definitions' },
+  { method: 'POST', path: '/api/deviceauthenticatedscandefinitions/getscanhistorybyscandefinitionid', permissions: ['Machine.Read.All'], action: 'read the scan history of scan definitions', changesState: false },
+  { method: 'POST', path: '/api/deviceauthenticatedscandefinitions/getscanhistorybysessionid', permissions: ['Machine.Read.All'], action: 'read the scan history of scan sessions', changesState: false },
+
   // learn: list-library-files, upload-library, delete-library
   { method: 'GET', path: '/api/libraryfiles', permissions: ['Library.Manage'], action: 'list live response library files' },
   { method: 'POST', path: '/api/libraryfiles', permissions: ['Library.Manage'], action: 'upload live response library files' },
@@ -199,6 +263,7 @@ const TABLE: DefenderEndpoint[] = [
 
 export const DEFENDER_ENDPOINTS: readonly DefenderEndpoint[] = Object.freeze(TABLE.map((endpoint) => Object.freeze({
   ...endpoint,
+  changesState: endpoint.method !== 'GET' && endpoint.changesState !== false,
   permissions: Object.freeze([...endpoint.permissions]),
   ...(endpoint.rateLimit === undefined ? {} : { rateLimit: Object.freeze({ ...endpoint.rateLimit }) })
 })))
@@ -291,6 +356,16 @@ export function findEndpoint (method: string, target: string): DefenderEndpoint 
   if (FOUND.size >= FOUND_LIMIT) FOUND.clear()
   FOUND.set(key, found ?? NONE)
   return found
+}
+
+/**
+ * Whether a request may change something in the tenant: never for GET and HEAD; for a known
+ * endpoint, what its entry says (a hunting query is a POST that only reads); for any other call,
+ * yes: a path the table does not know is taken to be a state change (fail safe).
+ */
+export function changesState (method: string, target: string): boolean {
+  if (method === 'GET' || method === 'HEAD') return false
+  return findEndpoint(method, target)?.changesState ?? true
 }
 
 /** Answers of findEndpoint by method and path; cleared when full (paths with ids are many). */

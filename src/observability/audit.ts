@@ -38,11 +38,6 @@ export interface AuditLogOptions {
   clock: Clock
 }
 
-/** GET and HEAD read; every other method may change something in the tenant. */
-export function changesState (method: string | undefined): boolean {
-  return method !== 'GET' && method !== 'HEAD'
-}
-
 /**
  * The audit trail: lines of the main log, or an append-only file of JSON lines, each written
  * and fsync'd before the response's log line, so a line is on disk once its request is over.

@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import { levels, symbols, type DestinationStream, type Logger } from 'pino'
+import { changesState } from '../defender/endpoints.js'
 import { pathOf } from '../proxy/request-target.js'
-import { changesState, type AuditLog } from './audit.js'
+import type { AuditLog } from './audit.js'
 
 /** Filled in as a request goes: what its one log line (and audit event) reports. */
 export interface RequestFacts {
@@ -14,6 +15,11 @@ export interface RequestFacts {
   /** The status of the API's response that was passed on. */
   upstreamStatus?: number
   machineActionId?: string
+  /**
+   * Whether the request may change something in the tenant, as the endpoint table says of the
+   * path it goes to upstream (set once the profile is known); absent, the path as sent decides.
+   */
+  changesState?: boolean
   /** The broker's error code when it answered itself. */
   code?: string
 }
@@ -91,7 +97,7 @@ export class RequestLog {
       this.#stream.write(line + ',"msg":"request"}\n')
     }
 
-    if (!changesState(method)) return
+    if (!(facts.changesState ?? changesState(method, path))) return
     this.#audit.record({
       reqId: id,
       client: facts.client,

@@ -1,13 +1,13 @@
 import type { Dispatcher } from 'undici'
 import { sleep, type Clock } from '../clock.js'
 import type { Config } from '../config/types.js'
-import { findEndpoint, missingPermission, type DefenderEndpoint } from '../defender/endpoints.js'
+import { changesState, findEndpoint, missingPermission, type DefenderEndpoint } from '../defender/endpoints.js'
 import {
   BrokerBadRequest, BrokerBadRequestTarget, BrokerInternalError, BrokerMissingPermission, BrokerNotFound, BrokerUpstreamTimeout,
   BrokerUpstreamUnreachable, isBrokerHttpError, type BrokerHttpError
 } from '../errors.js'
 import type { Client } from '../inbound/client-keys.js'
-import { changesState, watchMachineActionId } from '../observability/audit.js'
+import { watchMachineActionId } from '../observability/audit.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
 import type { RequestFacts } from '../observability/request-log.js'
 import type { Profile, ProfileMatch } from '../profiles.js'
@@ -52,6 +52,9 @@ export function createForwarder (options: ForwarderOptions) {
     const origin = profile.config.upstream
     const method = req.method as string
     facts.profile = name
+    // What the audit records: a hunting query is a POST that changes nothing; an unknown POST may.
+    const stateChange = changesState(method, upstreamTarget)
+    facts.changesState = stateChange
     const failed = (err: unknown) => upstreamFailure(err, origin, name, metrics)
     authorize(request.caller, method, profile, upstreamTarget)
     assertSameOrigin(origin, upstreamTarget)
@@ -133,7 +136,7 @@ export function createForwarder (options: ForwarderOptions) {
         throw failed(err)
       }
       const headers = shaped.headers
-      const sent = changesState(method) && status >= 200 && status < 300
+      const sent = stateChange && status >= 200 && status < 300
         ? watchMachineActionId(shaped.body ?? exchange.stream(), headers, (id) => { facts.machineActionId = id })
         : shaped.body
       if (Buffer.isBuffer(sent)) {

@@ -103,6 +103,11 @@ class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
       ['GET', /^\/api\/alerts$/, { permissions: ALERT_READ, handle: (ctx) => this.#list(ctx, 'alerts', 'Alerts', this.data.alerts) }],
       ['GET', /^\/api\/alerts\/([^/]+)$/, { permissions: ALERT_READ, handle: (ctx) => this.#one(ctx, 'Alerts', this.data.alerts) }],
       ['GET', /^\/api\/machines$/, { permissions: MACHINE_READ, handle: (ctx) => this.#list(ctx, 'machines', 'Machines', this.data.machines) }],
+      // A literal path under /api/machines/ is listed before the machine by id, which the first match wins.
+      ['GET', /^\/api\/machines\/SoftwareVulnerabilitiesByMachine$/i, {
+        permissions: ['Vulnerability.Read.All'],
+        handle: (ctx) => this.#list(ctx, 'machines/SoftwareVulnerabilitiesByMachine', 'Collection(microsoft.windowsDefenderATP.api.AssetVulnerability)', this.data.machines.map(assetVulnerability))
+      }],
       ['GET', /^\/api\/machines\/([^/]+)$/, { permissions: MACHINE_READ, handle: (ctx) => this.#one(ctx, 'Machines', this.data.machines) }],
       ['POST', /^\/api\/machines\/([^/]+)\/isolate$/, { permissions: ['Machine.Isolate'], handle: (ctx) => this.#isolate(ctx) }],
       ['POST', /^\/api\/advancedqueries\/run$/, { permissions: ['AdvancedQuery.Read.All'], handle: (ctx) => this.#hunt(ctx) }]
@@ -262,6 +267,27 @@ export async function startDefenderSimulator (options: DefenderSimulatorOptions)
   const host = options.host ?? '127.0.0.1'
   const port = await listen(server, host, options.port ?? 0)
   return new DefenderSimulator(server, originFor('http', host, port), options)
+}
+
+/** One row of the software vulnerabilities export for a machine: its operating system, no CVE. */
+function assetVulnerability (machine: Machine): Record<string, unknown> {
+  const software = machine.osPlatform.toLowerCase()
+  return {
+    id: `${machine.id}_${software}_${machine.osVersion ?? ''}__`,
+    deviceId: machine.id,
+    rbacGroupName: machine.rbacGroupName,
+    deviceName: machine.computerDnsName,
+    osPlatform: machine.osPlatform,
+    osVersion: machine.osVersion,
+    softwareVendor: 'microsoft',
+    softwareName: software,
+    softwareVersion: machine.osVersion,
+    cveId: null,
+    vulnerabilitySeverityLevel: null,
+    lastSeenTimestamp: machine.lastSeen,
+    firstSeenTimestamp: machine.firstSeen,
+    exploitabilityLevel: 'NoExploit'
+  }
 }
 
 function decodeSegment (segment: string): string {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import {
-  DEFENDER_ENDPOINTS, GENERAL_RATE_LIMIT, PERMISSION_WORDS, findEndpoint, missingPermission
+  DEFENDER_ENDPOINTS, GENERAL_RATE_LIMIT, PERMISSION_WORDS, changesState, findEndpoint, missingPermission
 } from '../../src/defender/endpoints.js'
 
 function pathOf (method: string, target: string): string | undefined {
@@ -60,6 +60,102 @@ t.test('a literal segment beats *, wherever the two could both match', async (t)
   t.equal(pathOf('DELETE', '/api/indicators/import'), 'DELETE /api/indicators/*', 'the method is part of the match')
 })
 
+t.test('the per-device exports and other literal paths under /api/machines/ are theirs, not a machine id\'s', async (t) => {
+  const cases: Array<[string, string, string, string]> = [
+    ['/api/machines/SoftwareVulnerabilitiesByMachine?pageSize=5', 'GET /api/machines/softwarevulnerabilitiesbymachine', 'Vulnerability.Read.All', 'export software vulnerabilities by device'],
+    ['/api/machines/SoftwareVulnerabilitiesExport', 'GET /api/machines/softwarevulnerabilitiesexport', 'Vulnerability.Read.All', 'export software vulnerabilities by device to files'],
+    ['/api/machines/SoftwareVulnerabilityChangesByMachine?sinceTime=2021-05-19T18%3A35%3A49.924Z', 'GET /api/machines/softwarevulnerabilitychangesbymachine', 'Vulnerability.Read.All', 'export software vulnerability changes by device'],
+    ['/api/machines/SoftwareInventoryByMachine?pageSize=5', 'GET /api/machines/softwareinventorybymachine', 'Software.Read.All', 'export software inventory by device'],
+    ['/api/machines/SoftwareInventoryExport', 'GET /api/machines/softwareinventoryexport', 'Software.Read.All', 'export software inventory by device to files'],
+    ['/api/machines/SoftwareInventoryNoProductCodeByMachine', 'GET /api/machines/softwareinventorynoproductcodebymachine', 'Software.Read.All', 'export software without a CPE by device'],
+    ['/api/machines/SoftwareInventoryNonCpeExport', 'GET /api/machines/softwareinventorynoncpeexport', 'Software.Read.All', 'export software without a CPE by device to files'],
+    ['/api/machines/SecureConfigurationsAssessmentByMachine', 'GET /api/machines/secureconfigurationsassessmentbymachine', 'Vulnerability.Read.All', 'export secure configuration assessments by device'],
+    ['/api/machines/SecureConfigurationsAssessmentExport', 'GET /api/machines/secureconfigurationsassessmentexport', 'Vulnerability.Read.All', 'export secure configuration assessments by device to files'],
+    ['/api/machines/BaselineComplianceAssessmentByMachine', 'GET /api/machines/baselinecomplianceassessmentbymachine', 'SecurityBaselinesAssessment.Read.All', 'export security baseline assessments by device'],
+    ['/api/machines/BaselineComplianceAssessmentExport', 'GET /api/machines/baselinecomplianceassessmentexport', 'SecurityBaselinesAssessment.Read.All', 'export security baseline assessments by device to files'],
+    ['/api/Machines/BrowserExtensionsInventoryByMachine', 'GET /api/machines/browserextensionsinventorybymachine', 'Software.Read.All', 'export browser extensions by device'],
+    ['/api/machines/browserextensionsinventoryExport', 'GET /api/machines/browserextensionsinventoryexport', 'Software.Read.All', 'export browser extensions by device to files'],
+    ['/api/machines/CertificateAssessmentByMachine', 'GET /api/machines/certificateassessmentbymachine', 'Vulnerability.Read.All', 'export certificates by device'],
+    ['/api/machines/certificateAssessmentExport', 'GET /api/machines/certificateassessmentexport', 'Vulnerability.Read.All', 'export certificates by device to files'],
+    ['/api/machines/HardwareFirmwareInventoryByMachine', 'GET /api/machines/hardwarefirmwareinventorybymachine', 'Software.Read.All', 'export hardware and firmware by device'],
+    ['/api/machines/HardwareFirmwareInventoryExport', 'GET /api/machines/hardwarefirmwareinventoryexport', 'Software.Read.All', 'export hardware and firmware by device to files'],
+    ['/api/Machines/InfoGatheringExport?sasValidHours=1', 'GET /api/machines/infogatheringexport', 'Vulnerability.Read.All', 'export information gathering by device to files'],
+    ['/api/v1.0/machines/softwarevulnerabilitiesbymachine/', 'GET /api/machines/softwarevulnerabilitiesbymachine', 'Vulnerability.Read.All', 'export software vulnerabilities by device'],
+    ["/api/machines/findbyip(ip='10.248.240.38',timestamp=2019-09-22T08:44:05Z)", 'GET /api/machines/findbyip(*)', 'Machine.Read.All', 'find machines by internal IP'],
+    ['/api/machines/findbytag?tag=testTag&useStartsWithFilter=true', 'GET /api/machines/findbytag', 'Machine.Read.All', 'find machines by tag'],
+    ['/api/machines/1e5bc9d7e413ddd7902c2932e418702b84d0cc07/logonusers', 'GET /api/machines/*/logonusers', 'User.Read.All', "read a machine's logged-on users"],
+    ['/api/vulnerabilities/machinesVulnerabilities?$top=10', 'GET /api/vulnerabilities/machinesvulnerabilities', 'Vulnerability.Read.All', 'list vulnerabilities by machine and software']
+  ]
+  for (const [target, expected, permission, action] of cases) {
+    const endpoint = findEndpoint('GET', target)
+    t.equal(pathOf('GET', target), expected, target)
+    if (endpoint === undefined) continue
+    t.equal(endpoint.action, action, `${target}: its action`)
+    t.equal(missingPermission(endpoint, [permission]), undefined, `${target}: ${permission} allows it`)
+    if (!permission.startsWith('Machine.')) {
+      t.equal(missingPermission(endpoint, ['Machine.Read.All', 'Machine.ReadWrite.All']), permission, `${target}: the machine permissions do not`)
+    }
+  }
+  const secureConfig = findEndpoint('GET', '/api/machines/SecureConfigurationsAssessmentByMachine')
+  t.equal(secureConfig === undefined ? 'no entry' : missingPermission(secureConfig, ['SecurityConfiguration.Read.All']), undefined,
+    'secure configuration: SecurityConfiguration.Read.All is taken too')
+  t.equal(pathOf('GET', '/api/machines/1e5bc9d7e413ddd7902c2932e418702b84d0cc07'), 'GET /api/machines/*', 'a machine id is still a machine id')
+  t.equal(pathOf('GET', '/api/machines/SoftwareVulnerabilitiesByMachineX'), 'GET /api/machines/*', 'only the exact segment is the export')
+  t.equal(pathOf('POST', '/api/machines/abc/setDeviceValue'), 'POST /api/machines/*/setdevicevalue')
+})
+
+t.test('every literal segment beats * of the same method wherever both match: the table\'s own paths', async (t) => {
+  for (const endpoint of DEFENDER_ENDPOINTS) {
+    const segments = endpoint.path.split('/')
+    for (const [i, segment] of segments.entries()) {
+      if (segment === '*' || segment === '' || segment.endsWith('(*)')) continue
+      // The same path with this literal where another entry of the method has `*`, the rest as ids.
+      const wildcard = DEFENDER_ENDPOINTS.find((other) => other !== endpoint && other.method === endpoint.method &&
+        other.path.split('/').length === segments.length && other.path.split('/')[i] === '*' &&
+        other.path.split('/').every((part, j) => j === i || part === '*' || part === segments[j]))
+      if (wildcard === undefined) continue
+      const target = endpoint.path.replaceAll('(*)', '(x=1)').replaceAll('*', 'some-id')
+      t.equal(findEndpoint(endpoint.method, target), endpoint, `${endpoint.method} ${target}: ${endpoint.path}, not ${wildcard.path}`)
+    }
+  }
+})
+
+t.test('which calls change state: GET never; a POST that only reads is marked; an unknown non-GET is taken to', async (t) => {
+  const cases: Array<[string, string, boolean]> = [
+    ['POST', '/api/advancedqueries/run', false],
+    ['POST', '/api/v1.0/AdvancedQueries/Run', false],
+    ['POST', '/api/DeviceAuthenticatedScanDefinitions/GetScanHistoryByScanDefinitionId?$top=1', false],
+    ['POST', '/api/DeviceAuthenticatedScanDefinitions/GetScanHistoryBySessionId', false],
+    ['POST', '/api/machines/abc/isolate', true],
+    ['POST', '/api/machines/abc/runliveresponse', true],
+    ['POST', '/api/machines/abc/tags', true],
+    ['POST', '/api/machines/abc/setDeviceValue', true],
+    ['PATCH', '/api/alerts/1', true],
+    ['POST', '/api/alerts/batchUpdate', true],
+    ['POST', '/api/indicators', true],
+    ['DELETE', '/api/indicators/1', true],
+    ['POST', '/api/DeviceAuthenticatedScanDefinitions/BatchDelete', true],
+    ['GET', '/api/machines/SoftwareVulnerabilitiesExport', false],
+    ['HEAD', '/api/alerts', false],
+    ['GET', '/api/somethingNew', false],
+    ['POST', '/api/somethingNew', true],
+    ['PUT', '/api/machines', true],
+    ['POST', '/api/advancedqueries/run/more', true],
+    ['POST', '/contoso/api/advancedqueries/run', true]
+  ]
+  for (const [method, target, expected] of cases) {
+    t.equal(changesState(method, target), expected, `${method} ${target}`)
+  }
+  for (const endpoint of DEFENDER_ENDPOINTS) {
+    if (endpoint.method === 'GET') t.equal(endpoint.changesState, false, `${endpoint.method} ${endpoint.path} only reads`)
+  }
+  t.same(DEFENDER_ENDPOINTS.filter((endpoint) => endpoint.method !== 'GET' && !endpoint.changesState).map((endpoint) => endpoint.path), [
+    '/api/advancedqueries/run',
+    '/api/deviceauthenticatedscandefinitions/getscanhistorybyscandefinitionid',
+    '/api/deviceauthenticatedscandefinitions/getscanhistorybysessionid'
+  ], 'the POSTs that only read, and no others')
+})
+
 t.test('unknown endpoints are undefined', async (t) => {
   for (const [method, target] of [
     ['GET', '/api/unknown'],
@@ -116,7 +212,26 @@ t.test('the documented non-default rate limits', async (t) => {
     ['POST', '/api/alerts/batchupdate', { perMinute: 10, perHour: 500 }],
     ['POST', '/api/alerts/createalertbyreference', { perMinute: 15, perHour: 1500 }],
     ['POST', '/api/machines/a/startinvestigation', { perMinute: 100, perHour: 50 }],
-    ['GET', '/api/machines/a/vulnerabilities', { perMinute: 50, perHour: 1500 }]
+    ['GET', '/api/machines/a/vulnerabilities', { perMinute: 50, perHour: 1500 }],
+    ['GET', '/api/machines/SoftwareVulnerabilitiesByMachine', { perMinute: 30, perHour: 1000 }],
+    ['GET', '/api/machines/SoftwareVulnerabilitiesExport', { perMinute: 5, perHour: 20 }],
+    ['GET', '/api/machines/SoftwareVulnerabilityChangesByMachine', { perMinute: 30, perHour: 1000 }],
+    ['GET', '/api/machines/SoftwareInventoryByMachine', { perMinute: 30, perHour: 1000 }],
+    ['GET', '/api/machines/SoftwareInventoryExport', { perMinute: 5, perHour: 20 }],
+    ['GET', '/api/machines/SoftwareInventoryNoProductCodeByMachine', { perMinute: 30, perHour: 1000 }],
+    ['GET', '/api/machines/SoftwareInventoryNonCpeExport', { perMinute: 5, perHour: 20 }],
+    ['GET', '/api/machines/SecureConfigurationsAssessmentByMachine', { perMinute: 30, perHour: 1000 }],
+    ['GET', '/api/machines/SecureConfigurationsAssessmentExport', { perMinute: 5, perHour: 20 }],
+    ['GET', '/api/machines/BaselineComplianceAssessmentByMachine', { perMinute: 30, perHour: 1000 }],
+    ['GET', '/api/machines/BaselineComplianceAssessmentExport', { perMinute: 5, perHour: 20 }],
+    ['GET', '/api/machines/BrowserExtensionsInventoryByMachine', { perMinute: 30, perHour: 1000 }],
+    ['GET', '/api/machines/BrowserExtensionsInventoryExport', { perMinute: 5, perHour: 20 }],
+    ['GET', '/api/machines/CertificateAssessmentByMachine', { perMinute: 30, perHour: 1000 }],
+    ['GET', '/api/machines/CertificateAssessmentExport', { perMinute: 5, perHour: 20 }],
+    ['GET', '/api/machines/HardwareFirmwareInventoryByMachine', { perMinute: 30, perHour: 1000 }],
+    ['GET', '/api/machines/HardwareFirmwareInventoryExport', { perMinute: 5, perHour: 20 }],
+    ['GET', '/api/machines/InfoGatheringExport', { perMinute: 5, perHour: 20 }],
+    ['GET', '/api/deviceavinfo', { perMinute: 30, perHour: 1000 }]
   ]
   for (const [method, target, limit] of limits) {
     t.same(findEndpoint(method, target)?.rateLimit, limit, `${method} ${target}`)
@@ -125,6 +240,7 @@ t.test('the documented non-default rate limits', async (t) => {
   t.same(GENERAL_RATE_LIMIT, { perMinute: 100, perHour: 1500 })
   const withLimits = DEFENDER_ENDPOINTS.filter((endpoint) => endpoint.rateLimit !== undefined)
   t.equal(withLimits.length, limits.length, 'no other entry claims a special limit')
+  t.equal(new Set(withLimits.map((endpoint) => endpoint.rateLimit)).size, withLimits.length, 'each its own budget, even where the figures are alike')
 })
 
 t.test('the table is well formed', async (t) => {
