@@ -20,7 +20,9 @@ import { createForwardingPipeline } from './proxy/pipeline.js'
 import { createAuthorizer, createInboundGate, registerInbound } from './inbound/index.js'
 import { trackConnections, type ConnectionDrain } from './inbound/connections.js'
 import { applyConnectionLimits, DEFAULT_SERVER_LIMITS, serverOptions, type ServerLimits } from './inbound/limits.js'
-import { protocolViolation, refuseUpgrade, responseOutstanding, unmetExpectation } from './inbound/protocol.js'
+import {
+  FORWARDED_METHODS, isTrack, protocolViolation, refusalHeaders, refuseConnect, refusedMethod, refuseUpgrade, responseOutstanding, unmetExpectation
+} from './inbound/protocol.js'
 import { checkRequestTarget, pathOf } from './proxy/request-target.js'
 
 export interface AppDeps {
@@ -107,13 +109,14 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     serverFactory: (handler) => {
       const server = createServer(serverOptions(limits), (req: IncomingMessage, res: ServerResponse) => {
         if (refusedConnections.has(req.socket)) return
-        // Before routing, hooks and everything else: a target that could mean another path or
-        // another origin, or framing a server behind could read differently, is answered here
-        // and goes no further.
+        // Before routing, hooks and everything else: a method that would echo the token back
+        // (TRACE), a target that could mean another path or another origin, or framing a server
+        // behind could read differently, is answered here and goes no further.
         const target = req.httpVersionMajor === 1
           ? checkRequestTarget(req.url)
           : 'a request line with no HTTP/1.x version (a line break in the target)'
-        const refusal = target !== undefined ? new BrokerBadRequestTarget(target) : refusalOf(protocolViolation(req))
+        const refusal = refusedMethod(req.method) ??
+          (target !== undefined ? new BrokerBadRequestTarget(target) : refusalOf(protocolViolation(req)))
         if (refusal !== undefined) {
           refusedConnections.add(req.socket)
           metrics.inboundRejected(refusal.code)
@@ -123,8 +126,11 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
         else forwarding(req, res)
       })
       server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
-        metrics.inboundRejected('BrokerBadRequest')
-        refuseUpgrade(req, socket, logger)
+        metrics.inboundRejected(refuseUpgrade(req, socket, logger).code)
+      })
+      // Without a listener Node would drop a CONNECT's connection unanswered.
+      server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+        metrics.inboundRejected(refuseConnect(req, socket, logger).code)
       })
       server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
         refusedConnections.add(req.socket)
@@ -203,6 +209,7 @@ function rejectRequest (req: IncomingMessage, res: ServerResponse, error: Broker
   res.writeHead(error.statusCode, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
+    ...(error.statusCode === 405 ? { allow: FORWARDED_METHODS } : {}),
     'x-request-id': id,
     connection: 'close'
   })
@@ -212,13 +219,7 @@ function rejectRequest (req: IncomingMessage, res: ServerResponse, error: Broker
 /** Bytes Node's HTTP parser refuses never reach a handler; they still get the API's error shape and an id. */
 function rejectUnparsable (err: Error & { code?: string }, socket: Duplex, logger: Logger, metrics: BrokerMetrics): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const error: BrokerHttpError = err.code === 'HPE_INVALID_URL'
-    ? new BrokerBadRequestTarget('a control, space or non-ASCII character')
-    : err.code === 'HPE_HEADER_OVERFLOW'
-      ? Object.assign(new BrokerBadRequest('its headers are too large'), { statusCode: 431 })
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? Object.assign(new BrokerBadRequest('it did not arrive in time'), { statusCode: 408 })
-        : new BrokerBadRequest('it is not valid HTTP/1.1')
+  const error = parserRefusal(err)
   const id = randomUUID()
   const body = errorBody(error, id)
   metrics.inboundRejected(error.code)
@@ -226,8 +227,20 @@ function rejectUnparsable (err: Error & { code?: string }, socket: Duplex, logge
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode]}\r\n` +
       'content-type: application/json; charset=utf-8\r\n' +
-      `content-length: ${Buffer.byteLength(body)}\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\n` + refusalHeaders(error) +
       `x-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`)
   }
   socket.destroy()
+}
+
+/** What the broker answers for bytes Node's parser refused, by the parser's error code. */
+function parserRefusal (err: Error & { code?: string }): BrokerHttpError {
+  switch (err.code) {
+    // Node's parser knows no TRACK: it gets the 405 a TRACE gets.
+    case 'HPE_INVALID_METHOD': return isTrack(err) ? refusedMethod('TRACK') as BrokerHttpError : new BrokerBadRequest('it is not valid HTTP/1.1')
+    case 'HPE_INVALID_URL': return new BrokerBadRequestTarget('a control, space or non-ASCII character')
+    case 'HPE_HEADER_OVERFLOW': return Object.assign(new BrokerBadRequest('its headers are too large'), { statusCode: 431 })
+    case 'ERR_HTTP_REQUEST_TIMEOUT': return Object.assign(new BrokerBadRequest('it did not arrive in time'), { statusCode: 408 })
+    default: return new BrokerBadRequest('it is not valid HTTP/1.1')
+  }
 }

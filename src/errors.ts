@@ -49,6 +49,7 @@ export const BrokerUnauthenticated = defineError('BrokerUnauthenticated', 401, (
 export const BrokerForbidden = defineError('BrokerForbidden', 403, (reason: string) => `The request is not allowed: ${reason}.`)
 export const BrokerMissingPermission = defineError('BrokerMissingPermission', 403, (endpoint: string, permission: string) => `The app lacks the permission for ${endpoint}: grant the WindowsDefenderATP application permission ${permission} and grant admin consent.`)
 export const BrokerNotFound = defineError('BrokerNotFound', 404, (path: string) => `No profile serves ${path}: check the base URL and the profiles' basePath.`)
+export const BrokerMethodNotAllowed = defineError('BrokerMethodNotAllowed', 405, (method: string, allowed: string) => `The method ${method} is not forwarded: it would echo the request, token included, or open a tunnel. Use one of ${allowed}.`)
 export const BrokerMisdirected = defineError('BrokerMisdirected', 421, (host: string) => `The Host header ${host} is not one this broker answers to: add it to listen.allowedHosts.`)
 export const BrokerRateLimited = defineError('BrokerRateLimited', 429, (profile: string, seconds: number) => `The local budget of profile ${profile} is spent: retry in ${seconds} s.`)
 export const BrokerUpstreamUnreachable = defineError('BrokerUpstreamUnreachable', 502, (origin: string, reason: string) => `The Defender API at ${origin} could not be reached (${reason}): check the network, proxy and upstream settings.`)

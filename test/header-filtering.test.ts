@@ -49,7 +49,13 @@ const DROPPED_REQUEST_HEADERS = [
   'X-Forwarded-Host: evil.example',
   'X-Forwarded-Proto: https',
   'X-Forwarded-Port: 443',
-  'Cookie: session=client-cookie'
+  'Cookie: session=client-cookie',
+  // Each would have a server behind act on another method or path than the rules allowed.
+  'X-HTTP-Method-Override: DELETE',
+  'X-HTTP-Method: DELETE',
+  'X-Method-Override: DELETE',
+  'X-Original-URL: /api/machines/abc/isolate',
+  'X-Rewrite-URL: /api/machines/abc/isolate'
 ]
 const KEPT_REQUEST_HEADERS = [
   'Accept: application/json',
@@ -91,7 +97,7 @@ t.test('hop-by-hop, identity and credential headers are not forwarded; others ar
     t.equal(seen.headers[name.toLowerCase()], value, `${name} passes`)
   }
   const everything = seen.rawHeaders.join('\n')
-  for (const canary of ['the-client-own-token', 'the-client-key', 'client-cookie', 'evil.example', '192.0.2.1', 'cHJveHk6c2VjcmV0']) {
+  for (const canary of ['the-client-own-token', 'the-client-key', 'client-cookie', 'evil.example', '192.0.2.1', 'cHJveHk6c2VjcmV0', 'DELETE', 'isolate']) {
     t.notOk(everything.includes(canary), `${canary} is in no forwarded header`)
   }
 })

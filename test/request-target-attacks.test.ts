@@ -85,10 +85,12 @@ for (const [name, requestLine, expected] of cases) {
   })
 }
 
-t.test('CONNECT: Node closes the connection without an answer, and nothing is forwarded', async (t) => {
+t.test('CONNECT: 405 in the API\'s error shape, the connection closed, and nothing is forwarded', async (t) => {
   const before = upstream.requests.length
   const response = await send('CONNECT evil.example:443 HTTP/1.1')
-  t.equal(response.text, '', 'no bytes at all came back')
+  t.equal(response.status, 405)
+  t.same(response.headers.connection, ['close'])
+  t.equal(JSON.parse(response.body).error.code, 'BrokerMethodNotAllowed')
   await assertStillServes(t, before, 'connect')
 })
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import { BrokerBadRequest, errorBody, type BrokerHttpError } from '../errors.js'
+import { BrokerBadRequest, BrokerMethodNotAllowed, errorBody, type BrokerHttpError } from '../errors.js'
 
 /** A host name (docker service names included) or an IP literal, and an optional port: nothing else. */
 const HOST_VALUE = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/
@@ -11,6 +11,35 @@ const UPGRADE_OPTION = /(?:^|,)[ \t]*upgrade[ \t]*(?:,|$)/i
 const UPGRADE_REFUSED = 'it asks to switch protocols (Upgrade), which the broker does not do'
 /** The last coding is chunked: the body's end is known (RFC 9112 6.3). */
 const CHUNKED_LAST = /(?:^|,)[ \t]*chunked[ \t]*$/i
+
+/** What a 405 names in `Allow`: the methods the Defender API takes, which the broker forwards. */
+export const FORWARDED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'
+
+/**
+ * Never forwarded, nor served on the own endpoints: TRACE and TRACK echo the request back, the
+ * bearer the broker adds included, to whoever reads the answer; CONNECT asks for a tunnel, which
+ * the broker does not make (Node hands it over as a 'connect' event, see `refuseOnSocket`).
+ */
+const REFUSED_METHODS = new Set(['TRACE', 'TRACK', 'CONNECT'])
+
+/** The 405 for a method the broker never forwards, or undefined for any other. */
+export function refusedMethod (method: string | undefined): BrokerHttpError | undefined {
+  return method !== undefined && REFUSED_METHODS.has(method) ? new BrokerMethodNotAllowed(method, FORWARDED_METHODS) : undefined
+}
+
+/**
+ * Node's parser knows no TRACK and fails on its `K` (`bytesParsed` points there): the bytes
+ * before it say whether the refused request was a TRACK, which gets its 405 like a TRACE.
+ */
+export function isTrack (err: Error & { rawPacket?: Buffer, bytesParsed?: number }): boolean {
+  const at = err.bytesParsed
+  return err.rawPacket !== undefined && at !== undefined && at >= 4 && err.rawPacket.toString('latin1', at - 4, at + 2) === 'TRACK '
+}
+
+/** The headers an error answer has besides its body's: `Allow` with a 405 (RFC 9110 15.5.6). */
+export function refusalHeaders (error: BrokerHttpError): string {
+  return error.statusCode === 405 ? `allow: ${FORWARDED_METHODS}\r\n` : ''
+}
 
 /**
  * What Node's parser lets through but the broker does not accept, checked before any routing
@@ -57,7 +86,7 @@ export function rawErrorResponse (error: BrokerHttpError, id: string): string {
   const body = errorBody(error, id)
   return `HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode] ?? ''}\r\n` +
     'content-type: application/json; charset=utf-8\r\n' +
-    `content-length: ${Buffer.byteLength(body)}\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\n` + refusalHeaders(error) +
     `x-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`
 }
 
@@ -65,13 +94,27 @@ export function rawErrorResponse (error: BrokerHttpError, id: string): string {
  * The server's 'upgrade' event: Node hands over the socket of a request that asked to switch
  * protocols (`Connection: upgrade`). It gets a 400 and is closed; nothing is forwarded.
  */
-export function refuseUpgrade (req: IncomingMessage, socket: Duplex, logger: Logger): void {
+export function refuseUpgrade (req: IncomingMessage, socket: Duplex, logger: Logger): BrokerHttpError {
+  return refuseOnSocket(req, socket, new BrokerBadRequest(UPGRADE_REFUSED), logger)
+}
+
+/**
+ * The server's 'connect' event: Node hands over the socket of a CONNECT (a tunnel request),
+ * which no 'request' handler sees. It gets a 405 and is closed; nothing is forwarded.
+ */
+export function refuseConnect (req: IncomingMessage, socket: Duplex, logger: Logger): BrokerHttpError {
+  return refuseOnSocket(req, socket, refusedMethod('CONNECT') as BrokerHttpError, logger)
+}
+
+/** Answers `error` on a socket Node handed over, and closes it. */
+function refuseOnSocket (req: IncomingMessage, socket: Duplex, error: BrokerHttpError, logger: Logger): BrokerHttpError {
   const id = randomUUID()
-  logger.info({ reqId: id, method: req.method, status: 400, reason: UPGRADE_REFUSED }, 'request refused')
+  logger.info({ reqId: id, method: req.method, status: error.statusCode, code: error.code, reason: error.message }, 'request refused')
   socket.on('error', () => {})
   if (!socket.writable) {
     socket.destroy()
-    return
+    return error
   }
-  socket.end(rawErrorResponse(new BrokerBadRequest(UPGRADE_REFUSED), id), () => socket.destroy())
+  socket.end(rawErrorResponse(error, id), () => socket.destroy())
+  return error
 }

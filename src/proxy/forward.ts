@@ -66,15 +66,21 @@ export function createForwarder (options: ForwarderOptions) {
 
     // Whatever is under way for the client stops when it goes away: a wait, or the API's call.
     const client = new ClientWatch(res)
-    const taken = takeRequestBody(req)
-    const body = taken instanceof Promise ? await taken : taken
     const idempotentRead = method === 'GET' || method === 'HEAD'
     let renewed = false
+    let body: RequestBody | undefined
 
     for (let attempt = 1; ; attempt++) {
       const wait = profile.budget.acquire(endpoint?.rateLimit, client)
       if (wait !== undefined) await wait
       if (client.gone) return
+      // Read only once the rules, the preflight and the budget let the request through: one
+      // refused, or waiting its turn, holds no body. (Unread, Node discards it after the answer.)
+      if (body === undefined) {
+        const taken = takeRequestBody(req)
+        body = taken instanceof Promise ? await taken : taken
+        if (client.gone) return
+      }
       const started = performance.now()
       const exchange = client.watch(new UpstreamExchange()).start(dispatcher, {
         origin,

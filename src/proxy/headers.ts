@@ -1,10 +1,15 @@
 import type { IncomingHttpHeaders } from 'node:http'
 
-/** Never sent upstream: hop-by-hop, the inbound key, and what would let a client speak for the broker. */
+/**
+ * Never sent upstream: hop-by-hop, the inbound key, what would let a client speak for the
+ * broker, and what would make a server behind act on another method or path than the one the
+ * rules allowed (method overrides, IIS's and others' URL rewrites).
+ */
 const REQUEST_DROPPED = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
   'host', 'authorization', 'x-broker-key', 'forwarded', 'cookie', 'expect', 'http2-settings',
-  'x-request-id'
+  'x-request-id',
+  'x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'
 ])
 
 /**

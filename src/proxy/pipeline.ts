@@ -49,6 +49,13 @@ export function createForwardingPipeline (options: ForwardingPipelineOptions) {
   }
 
   return function handle (req: IncomingMessage, res: ServerResponse): void {
+    // Node hands over a request pipelined behind another at once, its response queued until the
+    // earlier ones are done (it has no socket until then): it waits its turn, so the API sees
+    // one request at a time per connection, in order.
+    if (res.socket === null) {
+      awaitTurn(req, res, handle)
+      return
+    }
     const request = new ForwardedRequest(requestId(req), req, res, performance.now(), closing())
     res.once('close', () => {
       requestLog.record({
@@ -71,6 +78,17 @@ export function createForwardingPipeline (options: ForwardingPipelineOptions) {
     }
     forward(request).catch((err: unknown) => answer(request, err))
   }
+}
+
+/** Starts `handle` once Node gives `res` its socket; never, when the connection closes first. */
+function awaitTurn (req: IncomingMessage, res: ServerResponse, handle: (req: IncomingMessage, res: ServerResponse) => void): void {
+  const start = () => {
+    req.off('close', drop)
+    handle(req, res)
+  }
+  const drop = () => res.off('socket', start)
+  res.once('socket', start)
+  req.once('close', drop)
 }
 
 /** A path whose percent-encodings are not UTF-8 (the request target checks saw to the rest). */

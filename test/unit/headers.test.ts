@@ -35,6 +35,18 @@ t.test('request headers: hop-by-hop, listed and identity headers are dropped', a
   })
 })
 
+t.test('request headers: method overrides and URL rewrites are dropped', async (t) => {
+  const out = upstreamRequestHeaders({
+    'x-http-method-override': 'DELETE',
+    'x-http-method': 'DELETE',
+    'x-method-override': 'DELETE',
+    'x-original-url': '/api/machines/abc/isolate',
+    'x-rewrite-url': '/api/machines/abc/isolate',
+    accept: 'application/json'
+  }, 'Bearer upstream-token')
+  t.same(out, { accept: 'application/json', authorization: 'Bearer upstream-token' })
+})
+
 t.test('response headers: hop-by-hop and listed headers are dropped', async (t) => {
   const out = clientResponseHeaders({
     connection: 'close, x-hop',
