@@ -32,7 +32,8 @@ function open (kind, onConnect) {
     sockets.delete(socket)
     if (stopping) return
     stats.closedByBroker++
-    setTimeout(() => { if (!stopping) open(kind) }, reconnectMs)
+    // Spread out, as sockets of a real client would be: a burst all at once mostly meets a full accept queue.
+    setTimeout(() => { if (!stopping) open(kind) }, reconnectMs * (0.5 + Math.random()))
   })
 }
 
