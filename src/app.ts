@@ -138,7 +138,11 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
         metrics.inboundRejected(refusal.code)
         rejectRequest(req, res, refusal, logger)
       })
-      connections = trackConnections(server)
+      connections = trackConnections(server, {
+        maxConnections: limits.maxConnections,
+        unauthenticatedIdleTimeoutMs: limits.unauthenticatedIdleTimeoutMs,
+        keysRequired: config.clients.length > 0
+      })
       return applyConnectionLimits(server, limits)
     }
   })

@@ -1,4 +1,4 @@
-import type { Server, ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 
 export interface ConnectionDrain {
@@ -9,39 +9,99 @@ export interface ConnectionDrain {
   closeIdle: () => void
 }
 
+export interface ConnectionPolicy {
+  /** Open connections; at the limit, a new one takes the place of an idle one (see below). */
+  readonly maxConnections: number
+  /** With client keys: a connection that has not presented a valid key is closed after this idle. */
+  readonly unauthenticatedIdleTimeoutMs: number
+  /** Whether the broker has client keys; without, every connection is unauthenticated and keeps the keep-alive timeout. */
+  readonly keysRequired: boolean
+}
+
+const STATE = Symbol('broker connection')
+
+interface ConnectionState {
+  /** Requests whose response is not done yet. */
+  inProgress: number
+  /** It has presented a valid client key; it stays so for its life. */
+  authenticated: boolean
+}
+
+type TrackedSocket = Socket & { [STATE]?: ConnectionState }
+
+/** A valid client key came on this connection: it is no longer among the first to be closed. */
+export function markAuthenticated (socket: Socket): void {
+  const state = (socket as TrackedSocket)[STATE]
+  if (state !== undefined) state.authenticated = true
+}
+
 /**
- * Which open connections have a request in progress. Node's `closeIdleConnections` leaves a
- * connection that never sent a whole request (a client's pre-connect, a half-sent head) to the
- * headers timeout, and `server.close()` stops checking that timeout: such a connection would
- * hold a shutdown up until the client gave up, for as long as the keep-alive timeout.
+ * Which open connections have a request in progress, and which have presented a valid key.
+ *
+ * Draining: Node's `closeIdleConnections` leaves a connection that never sent a whole request
+ * (a client's pre-connect, a half-sent head) to the headers timeout, and `server.close()` stops
+ * checking that timeout: such a connection would hold a shutdown up until the client gave up,
+ * for as long as the keep-alive timeout.
+ *
+ * The connection limit is kept here, not by Node's `server.maxConnections`, which drops every
+ * new connection at the limit: a client with no key could hold them all, with idle keep-alive
+ * connections or heads sent a byte at a time, and lock every other client and the health probes
+ * out. At the limit a new connection is accepted and the oldest connection with no request in
+ * progress that has not presented a valid key (idle, silent, or still sending its head) is
+ * closed to make room; failing that, the oldest idle one that has. Only when every connection
+ * is busy is the new one closed. With client keys, a connection that has not presented one is
+ * also closed after `unauthenticatedIdleTimeoutMs` with nothing in progress.
  */
-export function trackConnections (server: Server): ConnectionDrain {
-  const sockets = new Set<Socket>()
-  const inProgress = new Map<Socket, number>()
+export function trackConnections (server: Server, policy: ConnectionPolicy): ConnectionDrain {
+  // In the order they were accepted: the first found is the oldest.
+  const sockets = new Set<TrackedSocket>()
+  const shortIdle = policy.keysRequired ? policy.unauthenticatedIdleTimeoutMs : 0
   let draining = false
 
-  server.on('connection', (socket: Socket) => {
-    if (draining) {
+  /** Closes one connection that can go; false when every one is busy. */
+  function makeRoom (): boolean {
+    let idleAuthenticated: TrackedSocket | undefined
+    for (const socket of sockets) {
+      const state = socket[STATE] as ConnectionState
+      if (state.inProgress > 0) continue
+      if (!state.authenticated) {
+        close(socket)
+        return true
+      }
+      idleAuthenticated ??= socket
+    }
+    if (idleAuthenticated === undefined) return false
+    close(idleAuthenticated)
+    return true
+  }
+
+  function close (socket: TrackedSocket): void {
+    sockets.delete(socket)
+    socket.destroy()
+  }
+
+  server.on('connection', (socket: TrackedSocket) => {
+    if (draining || (sockets.size >= policy.maxConnections && !makeRoom())) {
       socket.destroy()
       return
     }
+    socket[STATE] = { inProgress: 0, authenticated: false }
     sockets.add(socket)
-    socket.once('close', () => {
-      sockets.delete(socket)
-      inProgress.delete(socket)
-    })
+    if (shortIdle > 0) socket.setTimeout(shortIdle)
+    socket.once('close', () => sockets.delete(socket))
   })
-  server.on('request', (req: { socket: Socket }, res: ServerResponse) => {
-    const socket = req.socket
-    inProgress.set(socket, (inProgress.get(socket) ?? 0) + 1)
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket as TrackedSocket
+    const state = socket[STATE]
+    if (state === undefined) return
+    state.inProgress++
+    // The short idle timeout is an idle one: a request in progress has Node's timeouts.
+    if (shortIdle > 0 && !state.authenticated) socket.setTimeout(0)
     res.once('close', () => {
-      const left = (inProgress.get(socket) ?? 1) - 1
-      if (left > 0) {
-        inProgress.set(socket, left)
-        return
-      }
-      inProgress.delete(socket)
+      if (--state.inProgress > 0) return
       if (draining) socket.destroySoon()
+      // After Node's own keep-alive timeout is set, which comes with 'finish'.
+      else if (shortIdle > 0 && !state.authenticated && !socket.destroyed) socket.setTimeout(shortIdle)
     })
   })
 
@@ -49,7 +109,7 @@ export function trackConnections (server: Server): ConnectionDrain {
     closeIdle () {
       draining = true
       for (const socket of sockets) {
-        if (!inProgress.has(socket)) socket.destroy()
+        if (socket[STATE]?.inProgress === 0) socket.destroy()
       }
     }
   }

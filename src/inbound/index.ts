@@ -5,6 +5,7 @@ import { BrokerForbidden, BrokerMisdirected, BrokerUnauthenticated } from '../er
 import type { Profile } from '../profiles.js'
 import { fromBrowserPage, createHostCheck } from './browser-defences.js'
 import { createKeyVerifier, presentedKey, type Client } from './client-keys.js'
+import { markAuthenticated } from './connections.js'
 import { compileRules } from './rules.js'
 
 /** Probes reach these without a key: an orchestrator has none. */
@@ -26,9 +27,16 @@ export function createInboundGate (config: Config) {
     if (badHost !== undefined) throw new BrokerMisdirected(JSON.stringify(badHost))
     const browser = fromBrowserPage(req)
     if (browser !== undefined) throw new BrokerForbidden(browser)
-    if (!keysRequired || openPath) return undefined
+    if (!keysRequired) return undefined
+    if (openPath) {
+      // A probe needs no key; one that sends a valid key still gets its connection counted as a client's.
+      const key = presentedKey(req.headers)
+      if (key !== undefined && verify(key) !== undefined) markAuthenticated(req.socket)
+      return undefined
+    }
     const client = verify(presentedKey(req.headers))
     if (client === undefined) throw new BrokerUnauthenticated()
+    markAuthenticated(req.socket)
     return client
   }
 }

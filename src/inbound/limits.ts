@@ -17,8 +17,13 @@ export interface ServerLimits {
   readonly maxHeaderSize: number
   /** Requests served on one connection before it is closed. */
   readonly maxRequestsPerSocket: number
-  /** Open connections; more are dropped as they arrive. */
+  /**
+   * Open connections. At the limit a new one closes the oldest idle one, those with no valid
+   * client key first; only when all are busy is the new one dropped (connections.ts).
+   */
   readonly maxConnections: number
+  /** With client keys: a connection that has presented none is closed after this idle. */
+  readonly unauthenticatedIdleTimeoutMs: number
 }
 
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000
@@ -28,6 +33,7 @@ export const DEFAULT_CONNECTIONS_CHECKING_INTERVAL_MS = 1_000
 export const DEFAULT_MAX_HEADER_SIZE = 16 * 1024
 export const DEFAULT_MAX_REQUESTS_PER_SOCKET = 1_000
 export const DEFAULT_MAX_CONNECTIONS = 256
+export const DEFAULT_UNAUTHENTICATED_IDLE_TIMEOUT_MS = 5_000
 
 export const DEFAULT_SERVER_LIMITS: ServerLimits = Object.freeze({
   headersTimeoutMs: DEFAULT_HEADERS_TIMEOUT_MS,
@@ -36,7 +42,8 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = Object.freeze({
   connectionsCheckingIntervalMs: DEFAULT_CONNECTIONS_CHECKING_INTERVAL_MS,
   maxHeaderSize: DEFAULT_MAX_HEADER_SIZE,
   maxRequestsPerSocket: DEFAULT_MAX_REQUESTS_PER_SOCKET,
-  maxConnections: DEFAULT_MAX_CONNECTIONS
+  maxConnections: DEFAULT_MAX_CONNECTIONS,
+  unauthenticatedIdleTimeoutMs: DEFAULT_UNAUTHENTICATED_IDLE_TIMEOUT_MS
 })
 
 /**
@@ -59,9 +66,11 @@ export function serverOptions (limits: ServerLimits): ServerOptions {
   }
 }
 
-/** The limits `createServer` takes no option for. */
+/**
+ * The limits `createServer` takes no option for. `maxConnections` is not Node's (which drops
+ * every newcomer at the limit): trackConnections keeps it.
+ */
 export function applyConnectionLimits (server: Server, limits: ServerLimits): Server {
   server.maxRequestsPerSocket = limits.maxRequestsPerSocket
-  server.maxConnections = limits.maxConnections
   return server
 }
