@@ -66,7 +66,7 @@ const stack = await startBrokerStack(t, {
     const first = { ...c.profiles[0] as ProfileConfig, rateLimit: { perMinute: 10_000, perHour: 100_000, maxQueueSeconds: 30 } }
     return {
       ...c,
-      retry: { maxWaitSeconds: MAX_WAIT_SECONDS, maxAttempts: MAX_ATTEMPTS },
+      retry: { ...c.retry, maxWaitSeconds: MAX_WAIT_SECONDS, maxAttempts: MAX_ATTEMPTS },
       profiles: [first, { ...first, name: 'custom', basePath: '/custom', upstream: custom.url }]
     }
   }

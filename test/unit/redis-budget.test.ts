@@ -99,10 +99,10 @@ if (requireRedis(t)) {
     t.same(await one.used(keys, [MINUTE, HOUR]), [4, 4], 'a slot for later counts as used')
 
     const paused = keysFor('pause')
-    await one.pause(paused, 500)
+    await one.pause(paused, 500, 'upstream 429 on GET /api/alerts')
     const held = await two.take(paused, [MINUTE, HOUR], 1000)
     t.ok(held.waitMs > 400 && held.waitMs <= 500, `the other store waits out the pause (${held.waitMs} ms)`)
-    await two.pause(paused, 100)
+    await two.pause(paused, 100, 'upstream 429 on GET /api/machines')
     const still = await one.take(paused, [MINUTE, HOUR], 1000)
     t.ok(still.waitMs > 300, 'a shorter pause does not cut a longer one short')
   })
