@@ -51,7 +51,16 @@ export const BrokerMissingPermission = defineError('BrokerMissingPermission', 40
 export const BrokerNotFound = defineError('BrokerNotFound', 404, (path: string) => `No profile serves ${path}: check the base URL and the profiles' basePath.`)
 export const BrokerMethodNotAllowed = defineError('BrokerMethodNotAllowed', 405, (method: string, allowed: string) => `The method ${method} is not forwarded: it would echo the request, token included, or open a tunnel. Use one of ${allowed}.`)
 export const BrokerMisdirected = defineError('BrokerMisdirected', 421, (host: string) => `The Host header ${host} is not one this broker answers to: add it to listen.allowedHosts.`)
-export const BrokerRateLimited = defineError('BrokerRateLimited', 429, (profile: string, seconds: number) => `The local budget of profile ${profile} is spent: retry in ${seconds} s.`)
+/** A pause the API's 429 set on one of a profile's budgets: the budget's name, its end (ISO time) and what set it. */
+export interface PauseWords {
+  budget: string
+  until: string
+  cause: string
+}
+
+export const BrokerRateLimited = defineError('BrokerRateLimited', 429, (profile: string, seconds: number, pause?: PauseWords) => pause === undefined
+  ? `The local budget of profile ${profile} is spent: retry in ${seconds} s.`
+  : `The ${pause.budget === 'general' ? 'general budget' : `budget for ${pause.budget}`} of profile ${profile} is paused until ${pause.until} by the Defender API's 429 (${pause.cause}): retry in ${seconds} s.`)
 export const BrokerUpstreamUnreachable = defineError('BrokerUpstreamUnreachable', 502, (origin: string, reason: string) => `The Defender API at ${origin} could not be reached (${reason}): check the network, proxy and upstream settings.`)
 export const BrokerTokenUnavailable = defineError('BrokerTokenUnavailable', 503, (profile: string, seconds: number) => `No valid token for profile ${profile}: Entra ID did not issue one; retry in ${seconds} s and see /status for the reason.`)
 export const BrokerUpstreamTimeout = defineError('BrokerUpstreamTimeout', 504, (origin: string) => `The Defender API at ${origin} did not answer in time.`)

@@ -35,6 +35,7 @@ export function createProfiles (config: Config, deps: ProfileDeps): Profile[] {
       clock: deps.clock,
       refreshBeforeMs: config.refresh.beforeSeconds * 1000,
       timeoutMs,
+      after401Ms: config.refresh.after401Seconds * 1000,
       ...(deps.random ? { random: deps.random } : {})
     })
     return { config: profileConfig, credential, tokens, budget: createBudget(profileConfig) }

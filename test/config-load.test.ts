@@ -29,8 +29,8 @@ function credentialOf (config: Config, index = 0) {
 t.test('the environment alone defines the profile default at / with every default', async t => {
   const config = loadConfig({ env: secretEnv })
   t.same(config.listen, { host: '127.0.0.1', port: 8080, allowedHosts: [] })
-  t.same(config.refresh, { beforeSeconds: 600, timeoutSeconds: 10 })
-  t.same(config.retry, { maxWaitSeconds: 30, maxAttempts: 3 })
+  t.same(config.refresh, { beforeSeconds: 600, timeoutSeconds: 10, after401Seconds: 30 })
+  t.same(config.retry, { maxWaitSeconds: 30, maxAttempts: 3, maxPauseSeconds: 300 })
   t.same(config.upstreamTimeouts, { connectSeconds: 10, responseSeconds: 60 })
   t.equal(config.logLevel, 'info')
   t.equal(config.allowUnauthenticated, false)
@@ -171,8 +171,8 @@ function fileFixture (t: Test, name: string, text: string): string {
 function checkFileConfig (t: Test, config: Config, file: string): void {
   t.equal(config.source, file)
   t.same(config.listen, { host: '0.0.0.0', port: 9000, allowedHosts: ['defender-broker'] })
-  t.same(config.refresh, { beforeSeconds: 300, timeoutSeconds: 10 })
-  t.same(config.retry, { maxWaitSeconds: 30, maxAttempts: 5 })
+  t.same(config.refresh, { beforeSeconds: 300, timeoutSeconds: 10, after401Seconds: 30 })
+  t.same(config.retry, { maxWaitSeconds: 30, maxAttempts: 5, maxPauseSeconds: 300 })
   t.same(config.upstreamTimeouts, { connectSeconds: 10, responseSeconds: 120 })
   t.equal(config.logLevel, 'debug')
   t.equal(config.allowUnauthenticated, true)

@@ -1,6 +1,6 @@
-import { EventEmitter } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import t, { type Test } from 'tap'
-import { request, type Dispatcher } from 'undici'
+import { Agent, request, type Dispatcher } from 'undici'
 import type { ProfileConfig } from '../src/config/types.js'
 import { findEndpoint } from '../src/defender/endpoints.js'
 import { createTestPki } from '../src/simulator/index.js'
@@ -13,13 +13,17 @@ const pki = await createTestPki()
 
 /** The fake clock, telling when the broker sets a timer: no tick before a request waits. */
 const base = createTestClock(Math.ceil(Date.now() / 1000) * 1000)
-const timers = new EventEmitter<{ set: [number] }>()
+const timers = new EventEmitter<{ set: [number], cleared: [] }>()
 const clock: TestClock = {
   ...base,
   setTimeout: (fn, ms) => {
     const handle = base.setTimeout(fn, ms)
     timers.emit('set', ms)
     return handle
+  },
+  clearTimeout: (handle) => {
+    base.clearTimeout(handle)
+    timers.emit('cleared')
   }
 }
 
@@ -144,7 +148,7 @@ t.test(`advanced hunting has its own budget of ${HUNTING_PER_MINUTE} a minute`, 
   t.equal(await queued, 200, 'and waits its turn within maxQueueSeconds')
 })
 
-t.test('an upstream 429 with Retry-After pauses the profile\'s budget', async (t) => {
+t.test('an upstream 429 with Retry-After pauses the budget it was counted against', async (t) => {
   const machine = defender.data.machines[0]?.id as string
   const sent = defender.requests.length
   defender.forceNext(429, { headers: { 'retry-after': '20' } })
@@ -166,7 +170,48 @@ t.test('an upstream 429 with Retry-After pauses the profile\'s budget', async (t
   const long = await request(`${stack.url}/api/machines/${machine}/isolate`, { method: 'POST', body: '{"Comment":"c"}' })
   await long.body.dump()
   t.equal(long.headers['retry-after'], String(MAX_QUEUE_SECONDS + 15))
+  const until = new Date(clock.now() + (MAX_QUEUE_SECONDS + 15) * 1000).toISOString()
   const before = defender.requests.length
-  await assertRefused(t, await request(`${stack.url}/api/alerts`), MAX_QUEUE_SECONDS + 15)
+  const refused = await request(`${stack.url}/api/alerts`)
+  t.equal(refused.statusCode, 429)
+  t.equal(refused.headers['retry-after'], String(MAX_QUEUE_SECONDS + 15))
+  t.strictSame(await refused.body.json(), {
+    error: {
+      code: 'BrokerRateLimited',
+      message: `The general budget of profile default is paused until ${until} by the Defender API's 429 (upstream 429 on POST /api/machines/*/isolate): retry in ${MAX_QUEUE_SECONDS + 15} s.`,
+      target: refused.headers['x-request-id']
+    }
+  }, 'the refusal says it is the API\'s pause, and until when')
   t.equal(defender.requests.length, before, 'a pause longer than maxQueueSeconds refuses at once, upstream untouched')
+  t.match(await budgetStatus(), { pauses: [{ budget: 'general', until, cause: 'upstream 429 on POST /api/machines/*/isolate' }] })
+})
+
+t.test('a queued request whose client goes away gives its slot back: the next one takes it', async (t) => {
+  const sent = defender.requests.length
+  t.strictSame(await Promise.all([get(), get(), get()]), [200, 200, 200], 'the minute\'s budget is spent')
+  await clock.tickAsync(40_000)
+
+  // A client of its own, closed at the end: no connection it opened is left for the broker to drain.
+  const client = new Agent()
+  t.teardown(() => client.destroy())
+  const abort = new AbortController()
+  const allWaiting = waitStarts(20_000, 3)
+  const leaving = request(`${stack.url}/api/alerts?$top=1`, { signal: abort.signal, dispatcher: client })
+  const queued = [get(), get()]
+  await allWaiting
+  t.match(await budgetStatus(), { queued: 3 }, 'three requests wait for the slots freed in 20 s')
+
+  const cleared = once(timers, 'cleared')
+  abort.abort()
+  await t.rejects(leaving, { name: 'AbortError' })
+  await cleared
+  t.match(await budgetStatus(), { queued: 2 }, 'the one whose client left is out of the queue')
+
+  const waiting = waitStarts(20_000)
+  const next = get()
+  await waiting
+  t.match(await budgetStatus(), { queued: 3 }, 'a new request takes the slot given back, within maxQueueSeconds')
+  await clock.tickAsync(20_000)
+  t.strictSame(await Promise.all([...queued, next]), [200, 200, 200])
+  t.equal(defender.requests.length - sent, 6, 'the request whose client left was never sent')
 })

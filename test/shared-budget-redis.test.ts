@@ -6,7 +6,7 @@ import type { Config, RateLimitConfig } from '../src/config/types.js'
 import { createLogger } from '../src/observability/logger.js'
 import type { BudgetStore, RateBudget } from '../src/ratelimit/profile-budget.js'
 import { startSimulator, type Simulator } from '../src/simulator/index.js'
-import { createLogSink, type LogSink } from './helpers/broker.js'
+import { ALL_ROLES, createLogSink, type LogSink } from './helpers/broker.js'
 import { requireRedis, startRedis } from './helpers/redis.js'
 import { readBody, startUpstream, type Upstream, type UpstreamHandler } from './helpers/upstream.js'
 
@@ -166,7 +166,7 @@ if (requireRedis(t)) {
     for (const broker of brokers) {
       const response = await fetch(`${broker.url}/status`)
       const status = await response.json() as { profiles: Array<{ budget: unknown }> }
-      t.same(status.profiles[0]?.budget, { store: 'redis', perMinuteLeft: 0, perHourLeft: 1500 - perMinute, queued: 0 },
+      t.same(status.profiles[0]?.budget, { store: 'redis', perMinuteLeft: 0, perHourLeft: 1500 - perMinute, queued: 0, pauses: [] },
         'every broker\'s /status shows the shared budget')
     }
   })
@@ -335,5 +335,53 @@ if (requireRedis(t)) {
         t.ok(after >= 1000 - 50, `sent ${Math.round(after)} ms after the 429 with Retry-After: 1`)
       }
     })
+  })
+  t.test('a 429 pauses only the budget it was counted against, for every broker, at most retry.maxPauseSeconds; /status and the refusal say so', async (t) => {
+    const redis = await startRedis(t)
+    const simulator = await startSimulator({ roles: ALL_ROLES })
+    t.teardown(() => simulator.close())
+    let throttle: string | undefined
+    const upstream = await timedUpstream(t, (req, res, recorded) => {
+      readBody(req, recorded).then(() => {
+        const retryAfter = throttle
+        throttle = undefined
+        if (retryAfter !== undefined) {
+          res.writeHead(429, { 'retry-after': retryAfter, 'content-type': 'application/json' })
+          return res.end('{"error":{"code":"TooManyRequests"}}')
+        }
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end('{"value":[]}')
+      }, () => res.destroy())
+    })
+    const [a, b] = await startBrokers(t, 2, {
+      simulator, upstream, redisUrl: redis.url, maxAttempts: 1, rateLimit: { perMinute: 100, perHour: 1500, maxQueueSeconds: 5 }
+    }) as [Broker, Broker]
+    const hunt = async (broker: Broker): Promise<Answer> => {
+      const response = await fetch(`${broker.url}/api/advancedqueries/run`, {
+        method: 'POST', body: '{"Query":"DeviceInfo"}', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(20_000)
+      })
+      return { status: response.status, retryAfter: response.headers.get('retry-after'), body: await response.text() }
+    }
+
+    throttle = '99999999999999999999'
+    const started = Date.now()
+    t.equal((await hunt(a)).status, 429, 'the API\'s 429 is passed back')
+    const cause = 'upstream 429 on POST /api/advancedqueries/run'
+    t.equal((await get(b)).status, 200, 'the general budget is not paused')
+    const refused = await hunt(b)
+    t.equal(refused.status, 429)
+    t.ok(Number(refused.retryAfter) >= 290 && Number(refused.retryAfter) <= 300, `Retry-After ${refused.retryAfter}: the default cap of 300 s`)
+    const { error } = JSON.parse(refused.body) as { error: { code: string, message: string } }
+    t.equal(error.code, 'BrokerRateLimited')
+    t.match(error.message, /^The budget for run advanced hunting queries of profile default is paused until \d{4}-\d\d-\d\dT[\d:.]+Z by the Defender API's 429 \(upstream 429 on POST \/api\/advancedqueries\/run\): retry in \d+ s\.$/)
+    const response = await fetch(`${b.url}/status`, { signal: AbortSignal.timeout(5000) })
+    const status = await response.json() as { profiles: Array<{ budget: { store: string, pauses: Array<{ budget: string, until: string, cause: string }> } }> }
+    const budget = status.profiles[0]?.budget
+    t.equal(budget?.store, 'redis', 'still shared: Redis took the capped pause')
+    t.match(budget?.pauses, [{ budget: 'run advanced hunting queries', cause }], 'the other broker\'s /status shows the pause and its cause')
+    t.equal(budget?.pauses.length, 1)
+    const until = Date.parse(budget?.pauses[0]?.until ?? '')
+    t.ok(until - started > 290_000 && until - started <= 301_000, `the pause ends ${Math.round((until - started) / 1000)} s after the 429`)
+    t.equal(upstream.requests.length, 2, 'the refused query never reached the API')
   })
 }

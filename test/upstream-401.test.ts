@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import t from 'tap'
@@ -12,6 +13,8 @@ import { readBody, startUpstream } from './helpers/upstream.js'
 const SCENARIO = { timeout: 15_000 }
 const pki = await createTestPki()
 const clock = createTestClock()
+/** refresh.after401Seconds: at most one token request set off by 401s per profile in this time. */
+const AFTER_401_SECONDS = 20
 
 /** Tokens the custom upstream refuses, as the API refuses a revoked one. */
 const refused = new Set<string>()
@@ -42,7 +45,11 @@ const stack = await startBrokerStack(t, {
   simulator: { pki, roles: ALL_ROLES },
   config: (c) => {
     const first = c.profiles[0] as ProfileConfig
-    return { ...c, profiles: [first, { ...first, name: 'custom', basePath: '/custom', upstream: custom.url }] }
+    return {
+      ...c,
+      refresh: { ...c.refresh, after401Seconds: AFTER_401_SECONDS },
+      profiles: [first, { ...first, name: 'custom', basePath: '/custom', upstream: custom.url }]
+    }
   }
 })
 const { entra, defender } = stack.simulator
@@ -52,6 +59,11 @@ if (main === undefined || other === undefined) throw new TypeError('two profiles
 function bearer (authorization: string | undefined): string {
   return (authorization ?? '').replace(/^Bearer /, '')
 }
+
+/** Each scenario starts past the last one's 401-triggered token request. */
+t.afterEach(async () => {
+  await clock.tickAsync(AFTER_401_SECONDS * 1000)
+})
 
 t.test('one 401: the token is dropped, one fresh one fetched, the request replayed once', SCENARIO, async (t) => {
   const old = (await main.tokens.get()).value
@@ -165,13 +177,15 @@ t.test('a body the broker did not keep is not replayed: the 401 is passed back',
     t.equal(custom.requests.length - sent, 2, `${name}: at its first try: the refused token was replaced meanwhile`)
     t.not(bearer(custom.requests.at(-1)?.headers.authorization), old)
     t.equal(entra.tokenRequests, tokenRequests + 1, `${name}: with one token request`)
+    await clock.tickAsync(AFTER_401_SECONDS * 1000)
   }
 })
 
-t.test('no fresh token to be had: 503 BrokerTokenUnavailable, and the refused token is not sent again', SCENARIO, async (t) => {
+t.test('no fresh token to be had: 503 BrokerTokenUnavailable, and the held token keeps serving until a replacement exists', SCENARIO, async (t) => {
   const old = (await main.tokens.get()).value
   entra.setMode('error500')
   t.teardown(() => entra.setMode('ok'))
+  const tokenRequests = entra.tokenRequests
   const sent = defender.requests.length
   defender.forceNext(401)
   const res = await request(`${stack.url}/api/alerts`)
@@ -185,11 +199,49 @@ t.test('no fresh token to be had: 503 BrokerTokenUnavailable, and the refused to
       target: res.headers['x-request-id']
     }
   })
-  t.equal(defender.requests.length - sent, 1, 'no replay without a token')
+  t.equal(defender.requests.length - sent, 1, 'no replay without a fresh token')
+  t.equal(entra.tokenRequests, tokenRequests + 1, 'one token request, refused')
 
   const again = await request(`${stack.url}/api/alerts`)
   await again.body.dump()
-  t.equal(again.statusCode, 503, 'the refused token is gone')
-  t.equal(defender.requests.length - sent, 1, 'and never sent again')
-  t.notOk(defender.requests.slice(sent + 1).some((r) => bearer(r.headers.authorization) === old))
+  t.equal(again.statusCode, 200, 'the next request is served: the held token was kept')
+  t.equal(bearer(defender.requests.at(-1)?.headers.authorization), old, 'with the held token')
+  t.match(main.tokens.status(), { state: 'valid' }, '/status: the held token is valid')
+  t.equal(entra.tokenRequests, tokenRequests + 1, 'no token request for it')
+
+  // The holder's own retry replaces the token once Entra ID answers again.
+  entra.setMode('ok')
+  const acquired = once(main.tokens, 'acquired')
+  await clock.tickAsync((main.tokens.status().retryAt ?? clock.now()) - clock.now())
+  await acquired
+  t.not((await main.tokens.get()).value, old, 'replaced by the scheduled retry')
+})
+
+t.test(`at most one 401-triggered token request per refresh.after401Seconds (${AFTER_401_SECONDS} s): a 401 within it is passed back`, SCENARIO, async (t) => {
+  const tokenRequests = entra.tokenRequests
+  const sent = defender.requests.length
+  defender.forceNext(401)
+  const first = await request(`${stack.url}/api/alerts`)
+  await first.body.dump()
+  t.equal(first.statusCode, 200, 'the first 401: a fresh token and a replay')
+  t.equal(entra.tokenRequests, tokenRequests + 1)
+  const fresh = (await main.tokens.get()).value
+
+  await clock.tickAsync(AFTER_401_SECONDS * 1000 - 1)
+  defender.forceNext(401)
+  const second = await request(`${stack.url}/api/alerts`)
+  const body = await second.body.json()
+  t.equal(second.statusCode, 401, 'a 401 within the window is passed back')
+  t.strictSame(body, { error: { code: 'Unauthorized', message: 'Forced 401 response.', target: second.headers['request-id'] } }, 'as the API sent it')
+  t.equal(entra.tokenRequests, tokenRequests + 1, 'no token request for it')
+  t.equal(defender.requests.length - sent, 3, 'no replay')
+  t.equal((await main.tokens.get()).value, fresh, 'the held token is kept')
+
+  await clock.tickAsync(1)
+  defender.forceNext(401)
+  const third = await request(`${stack.url}/api/alerts`)
+  await third.body.dump()
+  t.equal(third.statusCode, 200, 'once the window has passed, a 401 gets a fresh token and a replay again')
+  t.equal(entra.tokenRequests, tokenRequests + 2)
+  t.equal(defender.requests.length - sent, 5)
 })

@@ -8,6 +8,9 @@ import { readBody, startUpstream } from './helpers/upstream.js'
 
 const MAX_WAIT_SECONDS = 30
 const MAX_ATTEMPTS = 3
+/** retry.maxPauseSeconds: the longest pause a Retry-After puts on a budget. */
+const MAX_PAUSE_SECONDS = 120
+const MAX_QUEUE_SECONDS = 30
 const pki = await createTestPki()
 
 /** The fake clock, telling when the broker sets or clears a timer: no tick before the broker waits. */
@@ -63,10 +66,10 @@ const stack = await startBrokerStack(t, {
   clock,
   simulator: { pki, roles: ALL_ROLES, perMinute: 10_000 },
   config: (c) => {
-    const first = { ...c.profiles[0] as ProfileConfig, rateLimit: { perMinute: 10_000, perHour: 100_000, maxQueueSeconds: 30 } }
+    const first = { ...c.profiles[0] as ProfileConfig, rateLimit: { perMinute: 10_000, perHour: 100_000, maxQueueSeconds: MAX_QUEUE_SECONDS } }
     return {
       ...c,
-      retry: { maxWaitSeconds: MAX_WAIT_SECONDS, maxAttempts: MAX_ATTEMPTS },
+      retry: { maxWaitSeconds: MAX_WAIT_SECONDS, maxAttempts: MAX_ATTEMPTS, maxPauseSeconds: MAX_PAUSE_SECONDS },
       profiles: [first, { ...first, name: 'custom', basePath: '/custom', upstream: custom.url }]
     }
   }
@@ -250,4 +253,100 @@ t.test('a client that goes away while the broker waits out a Retry-After: nothin
   await cleared
   await clock.tickAsync(9_000)
   t.equal(defender.requests.length - sent, 1, 'the wait was dropped with the client')
+})
+
+interface Pause {
+  budget: string
+  until: string
+  cause: string
+}
+
+/** The pauses /status shows for the first profile. */
+async function pausesOf (): Promise<Pause[]> {
+  const res = await request(`${stack.url}/status`)
+  const status = await res.body.json() as { profiles: Array<{ budget: { pauses: Pause[] } }> }
+  return status.profiles[0]?.budget.pauses ?? []
+}
+
+async function hunt (): Promise<Dispatcher.ResponseData> {
+  return request(`${stack.url}/api/advancedqueries/run`, { method: 'POST', body: '{"Query":"DeviceInfo | take 1"}', headers: { 'content-type': 'application/json' } })
+}
+
+/** The broker's refusal while a 429's pause holds the budget back. */
+function pausedRefusal (res: Dispatcher.ResponseData, what: string, until: number, cause: string) {
+  const seconds = res.headers['retry-after']
+  return {
+    error: {
+      code: 'BrokerRateLimited',
+      message: `The ${what} of profile default is paused until ${new Date(until).toISOString()} by the Defender API's 429 (${cause}): retry in ${seconds} s.`,
+      target: res.headers['x-request-id']
+    }
+  }
+}
+
+t.test('a 429 pauses only the budget it was counted against; the refusal and /status say so', async (t) => {
+  const huntingCause = 'upstream 429 on POST /api/advancedqueries/run'
+  const huntingUntil = clock.now() + 45_000
+  defender.forceNext(429, { headers: { 'retry-after': '45' } })
+  const throttledHunt = await hunt()
+  await throttledHunt.body.dump()
+  t.equal(throttledHunt.statusCode, 429, 'the API\'s 429 is passed back')
+  t.strictSame(await pausesOf(), [{ budget: 'run advanced hunting queries', until: new Date(huntingUntil).toISOString(), cause: huntingCause }],
+    '/status shows the pause of the hunting budget')
+
+  const sent = defender.requests.length
+  const alerts = await request(`${stack.url}/api/alerts`)
+  await alerts.body.dump()
+  t.equal(alerts.statusCode, 200, 'requests counted against the general budget are not paused')
+  const refusedHunt = await hunt()
+  t.equal(refusedHunt.statusCode, 429)
+  t.equal(refusedHunt.headers['retry-after'], '45')
+  t.strictSame(await refusedHunt.body.json(), pausedRefusal(refusedHunt, 'budget for run advanced hunting queries', huntingUntil, huntingCause),
+    'the refusal names the pause, its end and its cause')
+
+  await clock.tickAsync(5_000)
+  const generalUntil = clock.now() + 50_000
+  defender.forceNext(429, { headers: { 'retry-after': '50' } })
+  const throttled = await request(`${stack.url}/api/alerts?$top=5&$filter=severity eq 'High'`)
+  await throttled.body.dump()
+  t.equal(throttled.statusCode, 429)
+  const generalCause = 'upstream 429 on GET /api/alerts'
+  t.strictSame(await pausesOf(), [
+    { budget: 'general', until: new Date(generalUntil).toISOString(), cause: generalCause },
+    { budget: 'run advanced hunting queries', until: new Date(huntingUntil).toISOString(), cause: huntingCause }
+  ], 'each pause, its end and its cause (the path without its query)')
+  const refused = await request(`${stack.url}/api/machines`)
+  t.equal(refused.statusCode, 429)
+  t.equal(refused.headers['retry-after'], '50')
+  t.strictSame(await refused.body.json(), pausedRefusal(refused, 'general budget', generalUntil, generalCause))
+  t.equal(defender.requests.length - sent, 2, 'no refused request reached the API')
+
+  await clock.tickAsync(40_000)
+  t.strictSame(await pausesOf(), [{ budget: 'general', until: new Date(generalUntil).toISOString(), cause: generalCause }], 'an ended pause is gone')
+  const hunting = await hunt()
+  await hunting.body.dump()
+  t.equal(hunting.statusCode, 200, 'the hunting budget serves again at the end of its pause')
+  await clock.tickAsync(10_000)
+  t.strictSame(await pausesOf(), [])
+})
+
+t.test(`a Retry-After past retry.maxPauseSeconds (${MAX_PAUSE_SECONDS}) pauses that long, no longer`, async (t) => {
+  for (const retryAfter of ['99999999999999999999', String(10 ** 12), 'Thu, 01 Jan 2099 00:00:00 GMT']) {
+    const until = clock.now() + MAX_PAUSE_SECONDS * 1000
+    defender.forceNext(429, { headers: { 'retry-after': retryAfter } })
+    const throttled = await request(`${stack.url}/api/alerts`)
+    await throttled.body.dump()
+    t.equal(throttled.statusCode, 429, `${retryAfter}: the API's 429`)
+    t.equal(throttled.headers['retry-after'], retryAfter, `${retryAfter}: passed back as the API sent it`)
+    t.strictSame(await pausesOf(), [{ budget: 'general', until: new Date(until).toISOString(), cause: 'upstream 429 on GET /api/alerts' }],
+      `${retryAfter}: /status shows a pause of ${MAX_PAUSE_SECONDS} s`)
+    const refused = await request(`${stack.url}/api/alerts`)
+    await refused.body.dump()
+    t.equal(refused.statusCode, 429)
+    t.equal(refused.headers['retry-after'], String(MAX_PAUSE_SECONDS), `${retryAfter}: the refusal says ${MAX_PAUSE_SECONDS} s`)
+    await clock.tickAsync(MAX_PAUSE_SECONDS * 1000)
+    const served = await request(`${stack.url}/api/alerts`)
+    await served.body.dump()
+    t.equal(served.statusCode, 200, `${retryAfter}: served once the capped pause is over`)
+  }
 })

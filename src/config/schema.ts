@@ -11,8 +11,8 @@ import { CLOUD_NAMES, DEFAULT_CLOUD } from './clouds.js'
 export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_PORT = 8080
 export const DEFAULT_LOG_LEVEL = 'info'
-export const DEFAULT_REFRESH = Object.freeze({ beforeSeconds: 600, timeoutSeconds: 10 })
-export const DEFAULT_RETRY = Object.freeze({ maxWaitSeconds: 30, maxAttempts: 3 })
+export const DEFAULT_REFRESH = Object.freeze({ beforeSeconds: 600, timeoutSeconds: 10, after401Seconds: 30 })
+export const DEFAULT_RETRY = Object.freeze({ maxWaitSeconds: 30, maxAttempts: 3, maxPauseSeconds: 300 })
 export const DEFAULT_UPSTREAM_TIMEOUTS = Object.freeze({ connectSeconds: 10, responseSeconds: 60 })
 /** The Defender for Endpoint API's documented limits per app. */
 export const DEFAULT_RATE_LIMIT = Object.freeze({ perMinute: 100, perHour: 1500, maxQueueSeconds: 30 })
@@ -217,7 +217,12 @@ export const ConfigFileSchema = Type.Object({
   })),
   refresh: Type.Optional(Type.Object({
     beforeSeconds: seconds('Refresh a token when less than this many seconds of its life are left.', 3600, DEFAULT_REFRESH.beforeSeconds),
-    timeoutSeconds: seconds('Time allowed for one token request to Entra ID.', 300, DEFAULT_REFRESH.timeoutSeconds)
+    timeoutSeconds: seconds('Time allowed for one token request to Entra ID.', 300, DEFAULT_REFRESH.timeoutSeconds),
+    after401Seconds: seconds(
+      'Shortest time between two token requests an upstream 401 sets off, per profile; a 401 within it is passed back, and the held token keeps serving until a replacement exists.',
+      3600,
+      DEFAULT_REFRESH.after401Seconds
+    )
   }, { ...strict, description: 'Background token refresh.' })),
   retry: Type.Optional(Type.Object({
     maxWaitSeconds: seconds('Longest Retry-After of a 429 the broker waits out before retrying a GET or HEAD; a longer one is passed back.', 600, DEFAULT_RETRY.maxWaitSeconds),
@@ -226,7 +231,12 @@ export const ConfigFileSchema = Type.Object({
       maximum: 10,
       default: DEFAULT_RETRY.maxAttempts,
       description: 'Times a GET or HEAD is sent in all when the API answers 429; 1 never retries.'
-    }))
+    })),
+    maxPauseSeconds: seconds(
+      'Longest pause a 429\'s Retry-After puts on the budget the request was counted against; a longer one, or a date further off, pauses this long.',
+      3600,
+      DEFAULT_RETRY.maxPauseSeconds
+    )
   }, { ...strict, description: 'Retrying requests the Defender API throttled.' })),
   upstreamTimeouts: Type.Optional(Type.Object({
     connectSeconds: seconds('Time allowed to connect to the Defender API.', 300, DEFAULT_UPSTREAM_TIMEOUTS.connectSeconds),

@@ -94,10 +94,14 @@ export interface Config {
   readonly refresh: {
     readonly beforeSeconds: number
     readonly timeoutSeconds: number
+    /** Shortest time between two token requests set off by upstream 401s. */
+    readonly after401Seconds: number
   }
   readonly retry: {
     readonly maxWaitSeconds: number
     readonly maxAttempts: number
+    /** Longest pause a 429's Retry-After puts on a budget. */
+    readonly maxPauseSeconds: number
   }
   readonly upstreamTimeouts: {
     readonly connectSeconds: number

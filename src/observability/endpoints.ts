@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Clock } from '../clock.js'
 import { BrokerNotFound } from '../errors.js'
 import type { Profile } from '../profiles.js'
+import type { BudgetReport } from '../ratelimit/profile-budget.js'
 import type { BrokerMetrics } from './metrics.js'
 
 export const RESERVED_PATHS = ['/healthz', '/readyz', '/metrics', '/status'] as const
@@ -14,6 +15,11 @@ export interface OwnEndpointsOptions {
 
 function iso (ms: number | undefined): string | undefined {
   return ms === undefined ? undefined : new Date(ms).toISOString()
+}
+
+/** A profile's budget as /status shows it: each pause the API's 429s set, with its end in ISO time and its cause. */
+function budgetView (report: BudgetReport) {
+  return { ...report, pauses: report.pauses.map(({ budget, until, cause }) => ({ budget, until: iso(until), cause })) }
 }
 
 /** The broker's own routes; registered before the catch-all so no profile can shadow them. */
@@ -85,7 +91,7 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, m
             roles: status.roles
           },
           certificate: credential.certificate?.status(),
-          budget: budgets[index],
+          budget: budgetView(budgets[index] as BudgetReport),
           nextAttemptAt: iso(status.retryAt),
           lastError: status.lastError === undefined
             ? undefined

@@ -20,6 +20,7 @@ import { ClientWatch } from './client-watch.js'
 import type { ForwardedRequest } from './forwarded-request.js'
 import { pathOf } from './request-target.js'
 import { parseRetryAfter } from './retry-after.js'
+import { causeOf429 } from '../ratelimit/pauses.js'
 
 export interface ForwarderOptions {
   dispatcher: Dispatcher
@@ -40,7 +41,7 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 export function createForwarder (options: ForwarderOptions) {
   const { dispatcher, route, authorize, clock, metrics } = options
   const responseTimeoutMs = options.config.upstreamTimeouts.responseSeconds * 1000
-  const { maxAttempts, maxWaitSeconds } = options.config.retry
+  const { maxAttempts, maxWaitSeconds, maxPauseSeconds } = options.config.retry
 
   return async function forward (request: ForwardedRequest): Promise<void> {
     const { req, res, facts } = request
@@ -102,21 +103,26 @@ export function createForwarder (options: ForwarderOptions) {
       metrics.upstreamResponse(name, method, status, (performance.now() - started) / 1000)
 
       if (status === 401 && !renewed) {
-        // The API refused the token (revoked, rotated credential): one fresh token, and one
-        // replay when the body was kept for it; otherwise the 401 goes back and the next request
-        // gets the fresh token.
+        // The API refused the token (revoked, rotated credential): one fresh token (at most one
+        // such request per refresh.after401Seconds, else the 401 goes back), and one replay when
+        // the body was kept for it; otherwise the 401 goes back and the next request gets it.
         renewed = true
-        if (body.replayable) {
+        const renewal = profile.tokens.renewAfter401(token.value)
+        if (renewal !== undefined && body.replayable) {
           await exchange.dump()
-          token = await renewToken(profile, token.value)
+          token = await renewal
           preflight(endpoint, token)
           continue
         }
-        profile.tokens.renew(token.value).catch(() => {})
+        renewal?.catch(() => {})
       }
       if (status === 429) {
         const seconds = parseRetryAfter(head.headers['retry-after'], clock.now())
-        if (seconds !== undefined) profile.budget.pause(endpoint?.rateLimit, clock.now() + seconds * 1000)
+        if (seconds !== undefined) {
+          // Only the budget the request was counted against, and never longer than retry.maxPauseSeconds.
+          const until = clock.now() + Math.min(seconds, maxPauseSeconds) * 1000
+          profile.budget.pause(endpoint?.rateLimit, until, causeOf429(method, endpoint?.path, upstreamTarget))
+        }
         if (idempotentRead && attempt < maxAttempts && seconds !== undefined && seconds <= maxWaitSeconds) {
           await exchange.dump()
           try {
@@ -165,15 +171,6 @@ export function createForwarder (options: ForwarderOptions) {
 
 function bodyOf (body: RequestBody) {
   return body.replayable ? body.bytes : body.stream
-}
-
-/** The token to replay with; when Entra ID gives none, the 503 that any request without a token gets. */
-async function renewToken (profile: Profile, rejected: string): Promise<HeldToken> {
-  try {
-    return await profile.tokens.renew(rejected)
-  } catch {
-    return await profile.tokens.get()
-  }
 }
 
 /** Refuses, before calling the API, what the token's roles cannot do. */

@@ -22,7 +22,7 @@ export function createBudgetKeys (keyPrefix: string, tenantId: string, clientId:
       const rule = pathLimit === undefined
         ? 'general'
         : RULE_NAMES.get(pathLimit) ?? `limit:${pathLimit.perMinute}/${pathLimit.perHour}`
-      keys = { slots: `${app}:${rule}:slots`, pause: `${app}:${rule}:pause` }
+      keys = { slots: `${app}:${rule}:slots`, pause: `${app}:${rule}:pause`, cause: `${app}:${rule}:pause-cause` }
       cache.set(pathLimit, keys)
     }
     return keys

@@ -60,6 +60,21 @@ export class SlidingBudget {
     this.#slots.splice(i, 0, at)
   }
 
+  /**
+   * Gives back a slot taken for `at` that will not be used (its client went away): it no longer
+   * counts in any window. Slots taken after it are not moved; their holders take new ones.
+   */
+  release (at: number): void {
+    for (let i = this.#slots.length - 1; i >= this.#head; i--) {
+      const slot = this.#slots[i] as number
+      if (slot < at) return
+      if (slot === at) {
+        this.#slots.splice(i, 1)
+        return
+      }
+    }
+  }
+
   /** Requests waiting for a slot in the future. */
   queued (): number {
     const now = this.#clock.now()

@@ -1,7 +1,8 @@
-import { sleep, type Clock } from '../clock.js'
+import type { Clock } from '../clock.js'
 import type { RateLimitConfig } from '../config/types.js'
 import { BrokerRateLimited, withRetryAfter } from '../errors.js'
 import { HOUR_MS, MINUTE_MS, SlidingBudget, type Window } from './budget.js'
+import { budgetName, type BudgetPause } from './pauses.js'
 
 export interface PathLimit {
   perMinute: number
@@ -19,6 +20,8 @@ export type BudgetStore = 'local' | 'redis' | 'local-fallback'
 
 export interface BudgetReport extends BudgetStatus {
   store: BudgetStore
+  /** The pauses the API's 429s set that have not ended yet. */
+  pauses: BudgetPause[]
 }
 
 /** What the forwarder, /status and /metrics need of a profile's budget, local or shared. */
@@ -37,8 +40,11 @@ export interface RateBudget {
    * `cancel.signal` is read only when the request has to wait.
    */
   acquire (pathLimit: PathLimit | undefined, cancel?: Cancellation): Promise<void> | undefined
-  /** The API answered 429: no request of this kind before `until`. */
-  pause (pathLimit: PathLimit | undefined, until: number): void
+  /**
+   * The API answered 429 to a request counted against this budget: no request counted against
+   * it before `until`; `cause` says what set the pause, for /status and the refusals meanwhile.
+   */
+  pause (pathLimit: PathLimit | undefined, until: number, cause: string): void
   /** Right now, without asking anyone: what /metrics reads. */
   status (): BudgetStatus
   /** What /status shows: the shared budget's figures when there is one. */
@@ -68,8 +74,17 @@ export function windowsOf (limit: PathLimit, lengths: WindowLengths, divideBy = 
   return [{ ms: lengths.minuteMs, limit: share(limit.perMinute) }, { ms: lengths.hourMs, limit: share(limit.perHour) }]
 }
 
-export function rateLimited (profile: string, waitMs: number) {
-  return withRetryAfter(new BrokerRateLimited(profile, Math.ceil(waitMs / 1000)), waitMs / 1000)
+/** The refusal of a request that would wait `waitMs`: a budget spent, or paused by the API's 429. */
+export function rateLimited (profile: string, waitMs: number, pause?: BudgetPause) {
+  const words = pause === undefined ? undefined : { budget: pause.budget, until: new Date(pause.until).toISOString(), cause: pause.cause }
+  return withRetryAfter(new BrokerRateLimited(profile, Math.ceil(waitMs / 1000), words), waitMs / 1000)
+}
+
+/** A request waiting for its slot in the budget's queue. */
+interface Waiter {
+  at: number
+  timer: unknown
+  readonly go: () => void
 }
 
 /**
@@ -85,6 +100,9 @@ export class ProfileBudget implements RateBudget {
   readonly #divideBy: number
   readonly #general: SlidingBudget
   readonly #byPath = new Map<PathLimit, SlidingBudget>()
+  /** The requests waiting in each budget, in the order of their slots. */
+  readonly #queues = new Map<SlidingBudget, Waiter[]>()
+  readonly #pauses = new Map<PathLimit | undefined, BudgetPause>()
 
   constructor (profile: string, config: RateLimitConfig, clock: Clock, options: LocalBudgetOptions = {}) {
     this.#profile = profile
@@ -111,26 +129,112 @@ export class ProfileBudget implements RateBudget {
 
   /**
    * Resolves when the request may be sent. Throws BrokerRateLimited at once when it would
-   * wait too long, and rejects with the signal's reason when the client goes away.
+   * wait too long, and rejects with the signal's reason when the client goes away: its slot is
+   * then given back, and the requests behind it move up.
    */
   acquire (pathLimit: PathLimit | undefined, cancel?: Cancellation): Promise<void> | undefined {
     const budget = this.#for(pathLimit)
     // One reading of the clock: a millisecond passing between two would make a free slot a wait.
     const now = this.#clock.now()
     const wait = budget.nextSlot(now) - now
-    if (wait > this.#maxQueueMs) throw rateLimited(this.#profile, wait)
-    budget.take(now)
-    return wait <= 0 ? undefined : sleep(this.#clock, wait, cancel?.signal)
+    if (wait > this.#maxQueueMs) throw rateLimited(this.#profile, wait, this.#pauseOf(pathLimit, now))
+    const at = budget.take(now)
+    return wait <= 0 ? undefined : this.#wait(budget, at, cancel?.signal)
   }
 
-  /** The API answered 429: no request of this kind before `until`. */
-  pause (pathLimit: PathLimit | undefined, until: number): void {
+  #wait (budget: SlidingBudget, at: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) {
+        budget.release(at)
+        return reject(signal.reason)
+      }
+      let queue = this.#queues.get(budget)
+      if (queue === undefined) {
+        queue = []
+        this.#queues.set(budget, queue)
+      }
+      const waiters = queue
+      const onAbort = () => {
+        this.#clock.clearTimeout(waiter.timer)
+        this.#leave(budget, waiters, waiter)
+        reject(signal?.reason)
+      }
+      const waiter: Waiter = {
+        at,
+        timer: undefined,
+        go: () => {
+          signal?.removeEventListener('abort', onAbort)
+          const index = waiters.indexOf(waiter)
+          if (index !== -1) waiters.splice(index, 1)
+          resolve()
+        }
+      }
+      this.#schedule(waiter)
+      waiters.push(waiter)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  #schedule (waiter: Waiter): void {
+    waiter.timer = this.#clock.setTimeout(waiter.go, Math.max(0, waiter.at - this.#clock.now()))
+  }
+
+  /**
+   * A waiter whose client went away gives its slot back; each one behind it takes the earliest
+   * slot left, when that is earlier than its own, so the next in line goes when the slot frees.
+   */
+  #leave (budget: SlidingBudget, queue: Waiter[], left: Waiter): void {
+    const index = queue.indexOf(left)
+    if (index === -1) return
+    const behind = queue.splice(index).slice(1)
+    budget.release(left.at)
+    for (const waiter of behind) budget.release(waiter.at)
+    const now = this.#clock.now()
+    for (const waiter of behind) {
+      const at = budget.nextSlot(now)
+      if (at < waiter.at) {
+        budget.take(now)
+        this.#clock.clearTimeout(waiter.timer)
+        waiter.at = at
+        this.#schedule(waiter)
+      } else {
+        budget.record(waiter.at)
+      }
+      queue.push(waiter)
+    }
+  }
+
+  pause (pathLimit: PathLimit | undefined, until: number, cause: string): void {
     this.#for(pathLimit).pauseUntil(until)
+    const current = this.#pauses.get(pathLimit)
+    if (current === undefined || current.until < until) this.#pauses.set(pathLimit, { budget: budgetName(pathLimit), until, cause })
+  }
+
+  /** The pause on this budget when one is under way. */
+  #pauseOf (pathLimit: PathLimit | undefined, now: number): BudgetPause | undefined {
+    const pause = this.#pauses.get(pathLimit)
+    return pause !== undefined && pause.until > now ? pause : undefined
+  }
+
+  /** The pauses not ended yet, the general budget's first. */
+  pauses (): BudgetPause[] {
+    const now = this.#clock.now()
+    const current: BudgetPause[] = []
+    for (const [pathLimit, pause] of this.#pauses) {
+      if (pause.until > now) current.push({ ...pause })
+      else this.#pauses.delete(pathLimit)
+    }
+    return current.sort((a, b) => a.budget === 'general' ? -1 : b.budget === 'general' ? 1 : a.until - b.until)
   }
 
   /** Counts a request another decider let through, to be sent at `at`. */
   record (pathLimit: PathLimit | undefined, at: number): void {
     this.#for(pathLimit).record(at)
+  }
+
+  /** Gives back a slot another decider let through and `record` counted, when its client went away. */
+  release (pathLimit: PathLimit | undefined, at: number): void {
+    this.#for(pathLimit).release(at)
   }
 
   status (): BudgetStatus {
@@ -145,7 +249,7 @@ export class ProfileBudget implements RateBudget {
   }
 
   async report (): Promise<BudgetReport> {
-    return { ...this.status(), store: 'local' }
+    return { ...this.status(), store: 'local', pauses: this.pauses() }
   }
 
   onStoreChange (): void {}

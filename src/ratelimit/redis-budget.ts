@@ -25,9 +25,10 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 `
 
 /**
- * KEYS: slots (sorted set of send times), pause (a time before which no slot is given).
- * ARGV: maxWaitMs, a member unique to this request, then window length and limit pairs.
- * Returns granted (1 or 0), now, the slot's time, then the slots used in each window.
+ * KEYS: slots (sorted set of send times), pause (a time before which no slot is given), the
+ * pause's cause. ARGV: maxWaitMs, a member unique to this request, then window length and
+ * limit pairs. Returns granted (1 or 0), now, the slot's time, the end of a pause under way (0
+ * when none) and its cause ('' when none), then the slots used in each window.
  */
 export const TAKE_SCRIPT = LUA_PRELUDE + `
 local maxWait = tonumber(ARGV[1])
@@ -59,19 +60,50 @@ if at - now <= maxWait then
   redis.call('ZADD', KEYS[1], int(at), ARGV[2])
   redis.call('PEXPIRE', KEYS[1], int(at - now + longest))
 end
-local result = { granted, now, at }
+local cause = ''
+if paused > now then
+  cause = redis.call('GET', KEYS[3]) or ''
+else
+  paused = 0
+end
+local result = { granted, now, at, paused, cause }
 for _, w in ipairs(windows) do
   result[#result + 1] = redis.call('ZCOUNT', KEYS[1], '(' .. int(now - w.ms), '+inf')
 end
 return result
 `
 
-/** KEYS: pause. ARGV: ms. Moves the pause to now + ms unless it is already later. */
+/**
+ * KEYS: pause, its cause. ARGV: ms, cause. Moves the pause to now + ms, with its cause, unless it
+ * is already later.
+ */
 export const PAUSE_SCRIPT = LUA_PRELUDE + `
 local untilMs = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if untilMs > current then redis.call('SET', KEYS[1], int(untilMs), 'PX', ARGV[1]) end
+if untilMs > current then
+  redis.call('SET', KEYS[1], int(untilMs), 'PX', ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[1])
+end
 return 1
+`
+
+/**
+ * KEYS: pause and cause pairs. Returns now, then for each pair the pause's end (0 when none is
+ * under way) and its cause.
+ */
+export const PAUSES_SCRIPT = LUA_PRELUDE + `
+local result = { now }
+for i = 1, #KEYS, 2 do
+  local untilMs = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if untilMs > now then
+    result[#result + 1] = untilMs
+    result[#result + 1] = redis.call('GET', KEYS[i + 1]) or ''
+  else
+    result[#result + 1] = 0
+    result[#result + 1] = ''
+  end
+end
+return result
 `
 
 /** KEYS: slots. ARGV: window lengths. The slots used in each window, slots for later included. */
@@ -85,8 +117,9 @@ return result
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    brokerBudgetTake (slots: string, pause: string, ...args: Array<string | number>): Result<number[], Context>
-    brokerBudgetPause (pause: string, ms: number): Result<number, Context>
+    brokerBudgetTake (slots: string, pause: string, cause: string, ...args: Array<string | number>): Result<Array<number | string>, Context>
+    brokerBudgetPause (pause: string, cause: string, ms: number, text: string): Result<number, Context>
+    brokerBudgetPauses (count: number, ...keys: string[]): Result<Array<number | string>, Context>
     brokerBudgetUsed (slots: string, ...windowMs: number[]): Result<number[], Context>
   }
 }
@@ -111,6 +144,14 @@ export interface RedisBudgetStoreOptions {
 export interface SlotKeys {
   slots: string
   pause: string
+  /** What set the pause (e.g. "upstream 429 on GET /api/alerts"), kept as long as the pause. */
+  cause: string
+}
+
+/** A pause under way in Redis, its end on the Redis server's clock. */
+export interface SharedPause {
+  until: number
+  cause: string
 }
 
 export interface SlotDecision {
@@ -120,6 +161,10 @@ export interface SlotDecision {
   /** The slot's time and the time of the decision, on the Redis server's clock. */
   at: number
   now: number
+  /** The slot's name in Redis, to give it back with `release`. */
+  member: string
+  /** The pause under way when the decision was made. */
+  pause: SharedPause | undefined
   /** Slots used in each window after the decision, in the order the windows were given. */
   used: number[]
 }
@@ -162,8 +207,9 @@ export class RedisBudgetStore {
       maxRetriesPerRequest: 1,
       retryStrategy: (times) => Math.min(times * 100, MAX_RECONNECT_DELAY_MS)
     })
-    this.#client.defineCommand('brokerBudgetTake', { numberOfKeys: 2, lua: TAKE_SCRIPT })
-    this.#client.defineCommand('brokerBudgetPause', { numberOfKeys: 1, lua: PAUSE_SCRIPT })
+    this.#client.defineCommand('brokerBudgetTake', { numberOfKeys: 3, lua: TAKE_SCRIPT })
+    this.#client.defineCommand('brokerBudgetPause', { numberOfKeys: 2, lua: PAUSE_SCRIPT })
+    this.#client.defineCommand('brokerBudgetPauses', { lua: PAUSES_SCRIPT, readOnly: true })
     this.#client.defineCommand('brokerBudgetUsed', { numberOfKeys: 1, lua: USED_SCRIPT, readOnly: true })
     this.#client.on('ready', () => this.#up())
     this.#client.on('error', (err: Error) => this.#down(err))
@@ -189,15 +235,41 @@ export class RedisBudgetStore {
 
   /** Takes the next slot of `keys` in `windows`, unless it is more than `maxWaitMs` away. */
   async take (keys: SlotKeys, windows: readonly Window[], maxWaitMs: number): Promise<SlotDecision> {
-    const args: Array<string | number> = [Math.floor(maxWaitMs), `${this.#member}:${++this.#sequence}`]
+    const member = `${this.#member}:${++this.#sequence}`
+    const args: Array<string | number> = [Math.floor(maxWaitMs), member]
     for (const { ms, limit } of windows) args.push(ms, limit)
-    const [granted, now = 0, at = 0, ...used] = await this.#call(() => this.#client.brokerBudgetTake(keys.slots, keys.pause, ...args))
-    return { granted: granted === 1, waitMs: Math.max(0, at - now), at, now, used }
+    const [granted, now = 0, at = 0, paused = 0, cause = '', ...used] =
+      await this.#call(() => this.#client.brokerBudgetTake(keys.slots, keys.pause, keys.cause, ...args)) as number[]
+    return {
+      granted: granted === 1,
+      waitMs: Math.max(0, at - now),
+      at,
+      now,
+      member,
+      pause: paused > 0 ? { until: paused, cause: String(cause) } : undefined,
+      used
+    }
   }
 
-  /** No slot of `keys` for the next `ms`, for every broker. */
-  async pause (keys: SlotKeys, ms: number): Promise<void> {
-    await this.#call(() => this.#client.brokerBudgetPause(keys.pause, Math.max(1, Math.ceil(ms))))
+  /** Gives back a slot `take` handed out that will not be used: its client went away. */
+  async release (keys: SlotKeys, member: string): Promise<void> {
+    await this.#call(() => this.#client.zrem(keys.slots, member))
+  }
+
+  /** No slot of `keys` for the next `ms`, for every broker; `cause` says what set the pause. */
+  async pause (keys: SlotKeys, ms: number, cause: string): Promise<void> {
+    await this.#call(() => this.#client.brokerBudgetPause(keys.pause, keys.cause, Math.max(1, Math.ceil(ms)), cause))
+  }
+
+  /** The pauses under way of each of `keys` (undefined for one with none), and the Redis server's time. */
+  async pauses (keys: readonly SlotKeys[]): Promise<{ now: number, pauses: Array<SharedPause | undefined> }> {
+    const names = keys.flatMap((k) => [k.pause, k.cause])
+    const [now = 0, ...pairs] = await this.#call(() => this.#client.brokerBudgetPauses(names.length, ...names))
+    const pauses = keys.map((_k, i) => {
+      const until = Number(pairs[2 * i] ?? 0)
+      return until > 0 ? { until, cause: String(pairs[2 * i + 1] ?? '') } : undefined
+    })
+    return { now: Number(now), pauses }
   }
 
   async used (keys: SlotKeys, windows: readonly Window[]): Promise<number[]> {

@@ -4,7 +4,8 @@ import {
   API_WINDOWS, ProfileBudget, rateLimited, windowsOf,
   type BudgetReport, type BudgetStatus, type Cancellation, type BudgetStore, type PathLimit, type RateBudget, type WindowLengths
 } from './profile-budget.js'
-import type { RedisBudgetStore, SlotDecision, SlotKeys } from './redis-budget.js'
+import { BUDGET_LIMITS, budgetName, type BudgetPause } from './pauses.js'
+import type { RedisBudgetStore, SharedPause, SlotDecision, SlotKeys } from './redis-budget.js'
 
 export interface SharedBudgetOptions {
   profile: string
@@ -71,17 +72,41 @@ export class SharedBudget implements RateBudget {
       return this.#local.acquire(pathLimit, cancel)
     }
     if (pathLimit === undefined) this.#lastUsed = decision.used
-    if (!decision.granted) throw rateLimited(this.#profile, decision.waitMs)
-    this.#local.record(pathLimit, this.#clock.now() + decision.waitMs)
-    if (decision.waitMs > 0) await sleep(this.#clock, decision.waitMs, cancel?.signal)
+    if (!decision.granted) throw rateLimited(this.#profile, decision.waitMs, this.#localPause(pathLimit, decision, decision.pause))
+    const at = this.#clock.now() + decision.waitMs
+    this.#local.record(pathLimit, at)
+    if (decision.waitMs <= 0) return
+    try {
+      await sleep(this.#clock, decision.waitMs, cancel?.signal)
+    } catch (err) {
+      // The client went away: its slot goes back, here and in Redis, for the requests after it.
+      this.#local.release(pathLimit, at)
+      this.#store.release(this.#keys(pathLimit), decision.member).catch(() => {})
+      throw err
+    }
   }
 
-  pause (pathLimit: PathLimit | undefined, until: number): void {
-    this.#local.pause(pathLimit, until)
+  pause (pathLimit: PathLimit | undefined, until: number, cause: string): void {
+    this.#local.pause(pathLimit, until, cause)
     if (this.#store.usable()) {
       // A failure marks the store down, which is all that can be done about it here.
-      this.#store.pause(this.#keys(pathLimit), until - this.#clock.now()).catch(() => {})
+      this.#store.pause(this.#keys(pathLimit), until - this.#clock.now(), cause).catch(() => {})
     }
+  }
+
+  /** A pause in Redis, its end moved from the Redis server's clock to this broker's. */
+  #localPause (pathLimit: PathLimit | undefined, redisTime: { now: number }, pause: SharedPause | undefined): BudgetPause | undefined {
+    if (pause === undefined) return undefined
+    return { budget: budgetName(pathLimit), until: this.#clock.now() + (pause.until - redisTime.now), cause: pause.cause }
+  }
+
+  /** The pauses under way in Redis, set by any broker sharing the budgets. */
+  async #sharedPauses (): Promise<BudgetPause[]> {
+    const read = await this.#store.pauses(BUDGET_LIMITS.map((limit) => this.#keys(limit)))
+    return BUDGET_LIMITS.flatMap((limit, i) => {
+      const pause = this.#localPause(limit, read, read.pauses[i])
+      return pause === undefined ? [] : [pause]
+    })
   }
 
   status (): BudgetStatus {
@@ -98,11 +123,12 @@ export class SharedBudget implements RateBudget {
   async report (): Promise<BudgetReport> {
     if (this.#store.usable()) {
       try {
-        this.#lastUsed = await this.#store.used(this.#keys(undefined), this.#windows(undefined))
-        return { ...this.status(), store: 'redis' }
+        const [used, pauses] = await Promise.all([this.#store.used(this.#keys(undefined), this.#windows(undefined)), this.#sharedPauses()])
+        this.#lastUsed = used
+        return { ...this.status(), store: 'redis', pauses }
       } catch {}
     }
-    return { ...this.#local.status(), store: 'local-fallback' }
+    return { ...this.#local.status(), store: 'local-fallback', pauses: this.#local.pauses() }
   }
 
   onStoreChange (listener: (store: BudgetStore) => void): void {

@@ -25,8 +25,12 @@ export interface TokenHolderOptions {
   clock: Clock
   refreshBeforeMs: number
   timeoutMs: number
+  /** Shortest time between two token requests set off by upstream 401s (refresh.after401Seconds). */
+  after401Ms?: number
   random?: () => number
 }
+
+export const DEFAULT_AFTER_401_MS = 30_000
 
 export interface TokenHolderEvents {
   acquired: [token: HeldToken, refreshed: boolean]
@@ -57,11 +61,13 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
   #acquisitions = 0
   #retryAt: number | undefined
   #lastError: TokenFailure | undefined
+  /** When an upstream 401 last set off a token request. */
+  #last401Request: number | undefined
   #closed = false
 
   constructor (options: TokenHolderOptions) {
     super()
-    this.#options = { random: Math.random, ...options }
+    this.#options = { random: Math.random, after401Ms: DEFAULT_AFTER_401_MS, ...options }
   }
 
   get profile (): string {
@@ -110,13 +116,30 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
   }
 
   /**
-   * Drops the given token (the API refused it) and gets a fresh one; concurrent callers share
-   * the one request.
+   * A fresh token in place of `rejected` (the API refused it); concurrent callers share the one
+   * request, and a newer token already held is the answer. The held token keeps serving until
+   * the replacement exists: when the request fails, it is kept, until its own expiry margin.
    */
   renew (rejected: string): Promise<HeldToken> {
-    if (this.#current?.value === rejected) this.#current = undefined
-    if (this.#current !== undefined && this.#isUsable(this.#current)) return Promise.resolve(this.#current)
+    const current = this.#usable()
+    if (current !== undefined && current.value !== rejected) return Promise.resolve(current)
     return this.#acquire()
+  }
+
+  /**
+   * `renew` for an upstream 401, at most one token request per `after401Ms`: undefined when one
+   * was made less than that ago and no newer token is held (the 401 is then passed back). Rejects
+   * with BrokerTokenUnavailable when no fresh token comes; the held one goes on serving.
+   */
+  renewAfter401 (rejected: string): Promise<HeldToken> | undefined {
+    const current = this.#usable()
+    if (current !== undefined && current.value !== rejected) return Promise.resolve(current)
+    if (this.#inflight === undefined) {
+      const now = this.#options.clock.now()
+      if (this.#last401Request !== undefined && now - this.#last401Request < this.#options.after401Ms) return undefined
+      this.#last401Request = now
+    }
+    return this.#acquire().catch(() => { throw this.#unavailable() })
   }
 
   status (): TokenStatus {

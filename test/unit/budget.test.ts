@@ -49,3 +49,25 @@ t.test('a profile budget queues FIFO within maxQueueSeconds and refuses beyond',
   aborted.abort(new Error('client gone'))
   await t.rejects(waiting as Promise<void>, /client gone/)
 })
+
+t.test('a waiter whose client goes away gives its slot back, and the one behind it moves up', async (t) => {
+  const clock = createTestClock(0)
+  const budget = new ProfileBudget('p', { perMinute: 1, perHour: 100, maxQueueSeconds: 300 }, clock)
+  t.equal(budget.acquire(undefined), undefined)
+  const leaving = new AbortController()
+  const second = budget.acquire(undefined, leaving) as Promise<void>
+  const done: number[] = []
+  const third = (budget.acquire(undefined) as Promise<void>).then(() => done.push(clock.now()))
+  t.equal(budget.status().queued, 2, 'two wait: for 60 s and 120 s')
+  leaving.abort(new Error('client gone'))
+  await t.rejects(second, /client gone/)
+  t.equal(budget.status().queued, 1, 'the one whose client left is out of the queue')
+  await clock.tickAsync(60_000)
+  await third
+  t.same(done, [60_000], 'the third goes at 60 s, in the slot given back, not at 120 s')
+  t.same(budget.status(), { perMinuteLeft: 0, perHourLeft: 98, queued: 0 }, 'two slots used, not three')
+  const fourth = (budget.acquire(undefined) as Promise<void>).then(() => done.push(clock.now()))
+  await clock.tickAsync(60_000)
+  await fourth
+  t.same(done, [60_000, 120_000], 'the next one goes a minute after the third, not two')
+})

@@ -99,10 +99,10 @@ if (requireRedis(t)) {
     t.same(await one.used(keys, [MINUTE, HOUR]), [4, 4], 'a slot for later counts as used')
 
     const paused = keysFor('pause')
-    await one.pause(paused, 500)
+    await one.pause(paused, 500, 'upstream 429 on GET /api/alerts')
     const held = await two.take(paused, [MINUTE, HOUR], 1000)
     t.ok(held.waitMs > 400 && held.waitMs <= 500, `the other store waits out the pause (${held.waitMs} ms)`)
-    await two.pause(paused, 100)
+    await two.pause(paused, 100, 'upstream 429 on GET /api/machines')
     const still = await one.take(paused, [MINUTE, HOUR], 1000)
     t.ok(still.waitMs > 300, 'a shorter pause does not cut a longer one short')
   })
@@ -202,5 +202,25 @@ if (requireRedis(t)) {
       'alone, it keeps to 2 / 2 = 1 a minute, and remembers the request it sent through Redis')
     t.match(await two.report(), { store: 'local-fallback', queued: 0 })
     t.equal(two.acquire(hunting), undefined, 'the rule\'s share (45 / 2) is not spent')
+  })
+  t.test('a shared budget\'s waiter whose client goes away gives its slot back in Redis', async (t) => {
+    const redis = await startRedis(t)
+    const clock = createTestClock()
+    const config = { perMinute: 1, perHour: 100, maxQueueSeconds: 300 }
+    const keys = createBudgetKeys(`test-${process.pid}-release:`, '00000000-0000-0000-0000-000000000000', '11111111-1111-1111-1111-111111111111')
+    const store = createStore(t, redis.url)
+    const budget = new SharedBudget({ profile: 'p', config, store, keys, clock, expectedReplicas: 1 })
+    await budget.acquire(undefined)
+    const leaving = new AbortController()
+    const waiting = budget.acquire(undefined, leaving) as Promise<void>
+    // The decision is made in Redis, then the wait is on the clock: leave once it waits.
+    while (budget.status().queued === 0) await delay(5)
+    leaving.abort(new Error('client gone'))
+    await t.rejects(waiting, /client gone/)
+    for (let i = 0; i < 100 && (await store.used(keys(undefined), [MINUTE, HOUR]))[0] !== 1; i++) await delay(5)
+    t.same(await store.used(keys(undefined), [MINUTE, HOUR]), [1, 1], 'only the request sent counts in Redis')
+    const next = await store.take(keys(undefined), [{ ms: 60_000, limit: 1 }], 300_000)
+    t.ok(next.waitMs > 55_000 && next.waitMs <= 60_000, `the next request gets the slot given back, ${next.waitMs} ms away, not two minutes`)
+    t.equal(budget.status().queued, 0)
   })
 }
