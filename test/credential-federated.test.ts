@@ -183,8 +183,10 @@ t.test('an assertion file missing for a moment is retried, not held against the 
   t.equal(requests.length, 1, 'nothing was sent')
 
   writeFileSync(file, assertion())
+  const acquired = once(holder, 'acquired')
   clock.tick(retryAt - clock.now())
-  const token = await holder.get()
-  t.not(token.value, refused)
+  const [token] = await acquired as [{ value: string }]
+  t.not(token.value, refused, 'the scheduled retry read the fixed file and got a token')
+  t.equal((await holder.get()).value, token.value, 'the new token is the one served')
   t.equal(requests.length, 2)
 })

@@ -141,9 +141,11 @@ t.test('a secret file unreadable for a moment during rotation is retried, not he
   t.equal(entra.tokenRequests, 1, 'the secret was not sent')
 
   chmodSync(file, 0o600)
+  const acquired = once(holder, 'acquired')
   clock.tick(retryAt - clock.now())
-  const token = await holder.get()
+  const [token] = await acquired as [{ value: string }]
   t.not(token.value, refused, 'the scheduled retry read the fixed file and got a token')
+  t.equal((await holder.get()).value, token.value, 'the new token is the one served')
   t.equal(entra.tokenRequests, 2)
   t.equal(await getAlerts(stack), 200)
 })
@@ -198,8 +200,9 @@ t.test('a certificate file missing for a moment during rotation is retried', SCE
   t.equal(stack.simulator.entra.tokenRequests, 1)
 
   renameSync(join(dir, 'client.pem.old'), file)
+  const acquired = once(holder, 'acquired')
   clock.tick(retryAt - clock.now())
-  const token = await holder.get()
+  const [token] = await acquired as [{ value: string }]
   t.not(token.value, refused)
   t.equal(stack.simulator.entra.tokenRequests, 2)
 })

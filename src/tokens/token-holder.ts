@@ -79,12 +79,12 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
     return this.#acquire()
   }
 
-  /** The token to send now, waiting only when none is held and one is on its way. */
   /** The held token when it may be sent now; undefined when a request has to wait for one (get). */
   usable (): HeldToken | undefined {
     return this.#usable()
   }
 
+  /** The token to send now, waiting only when none is held and one is on its way. */
   async get (): Promise<HeldToken> {
     const usable = this.#usable()
     if (usable !== undefined) return usable
