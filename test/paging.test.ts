@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { buffer } from 'node:stream/consumers'
-import { brotliCompressSync, constants, deflateSync, gzipSync } from 'node:zlib'
+import { brotliCompressSync, constants, deflateSync, gunzipSync, gzipSync } from 'node:zlib'
 import t, { type Test } from 'tap'
 import { getGlobalDispatcher, request } from 'undici'
 import type { Config, ProfileConfig } from '../src/config/types.js'
@@ -33,9 +34,10 @@ const custom = await startUpstream(t, (req, res, recorded) => {
       }
       case '/api/compressed': {
         const encoding = url.searchParams.get('encoding') as keyof typeof COMPRESS
-        const page = url.searchParams.has('small') ? smallPage(custom.url) : bigPage(custom.url, -40, 'head')
-        const compressed = COMPRESS[encoding](page)
-        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': encoding, 'content-length': String(compressed.length) })
+        const compressed = COMPRESS[encoding](compressedPage(custom.url, url.searchParams.get('page')))
+        const headers: Record<string, string> = { 'content-type': 'application/json', 'content-encoding': encoding }
+        if (!url.searchParams.has('chunked')) headers['content-length'] = String(compressed.length)
+        res.writeHead(200, headers)
         return writeInChunks(res, compressed)
       }
       case '/api/redirect':
@@ -106,6 +108,21 @@ function smallPage (origin: string): Buffer {
   return Buffer.from(JSON.stringify({ value: [{ id: 'da1' }], '@odata.nextLink': `${origin}/api/alerts?$skip=1` }))
 }
 
+/** The pages /api/compressed sends: small or large, with a nextLink or without (the last page of a list). */
+function compressedPage (origin: string, kind: string | null, linkOrigin = origin): Buffer {
+  switch (kind) {
+    case 'small': return smallPage(linkOrigin)
+    case 'last': return LAST_PAGE
+    case 'large-last': return largeLastPage(origin)
+    case 'huge-last': return HUGE_LAST_PAGE
+    case 'huge': return Buffer.concat([HUGE_LAST_PAGE.subarray(0, -1), Buffer.from(`,"@odata.nextLink":"${linkOrigin}/api/alerts?$skip=6000"}`)])
+    default: return bigPage(origin, -40, 'head', linkOrigin)
+  }
+}
+
+/** A last page that stays over the small-page limit compressed: random ids do not compress. */
+const HUGE_LAST_PAGE = Buffer.from(JSON.stringify({ value: Array.from({ length: 6_000 }, () => ({ id: randomBytes(40).toString('hex') })) }))
+
 /** Odd spacing, escapes and a link to another origin: bytes a re-serialisation would change. */
 const LAST_PAGE = Buffer.from('{ "@odata.context" : "https://api.securitycenter.microsoft.com/api/$metadata#Alerts",\n' +
   '  "value": [ {"id":"da1","title":"caf\\u00e9 \u00e9 \\/x","n":1.50e3} ],\n' +
@@ -145,7 +162,9 @@ async function follow (t: Test, first: string, headers: Record<string, string> =
       method: 'GET',
       headers: { host: url.host, ...headers }
     })
-    const text = await res.body.text()
+    const bytes = Buffer.from(await res.body.arrayBuffer())
+    // As an HTTP client that asked for gzip does: decompress what comes compressed.
+    const text = (res.headers['content-encoding'] === 'gzip' ? gunzipSync(bytes) : bytes).toString()
     if (res.statusCode !== 200) {
       t.fail(`${url.href}: ${res.statusCode} ${text}`)
       return walk
@@ -186,7 +205,7 @@ t.test('a client following @odata.nextLink collects every alert and machine, and
   }
 })
 
-t.test('gzip pages from the simulator are decompressed, rewritten and passed on', async (t) => {
+t.test('gzip pages from the simulator are decompressed and rewritten; the last page passes compressed', async (t) => {
   const token = await stack.app.profiles[0]?.tokens.get()
   const direct = await request(`${simulatorUrl}/api/alerts`, { headers: { authorization: `Bearer ${token?.value}`, 'accept-encoding': 'gzip' } })
   await direct.body.dump()
@@ -197,7 +216,8 @@ t.test('gzip pages from the simulator are decompressed, rewritten and passed on'
     const walk = await follow(t, `${stack.url}${prefix}/api/alerts`, { 'accept-encoding': 'gzip' })
     t.strictSame(walk.ids, stack.simulator.defender.data.alerts.map((alert) => alert.id), `${prefix || '/'}: every alert`)
     t.ok(walk.links.length > 0 && walk.links.every((link) => link.startsWith(`${stack.url}${prefix}/api/alerts?`)), `${prefix || '/'}: every link on the broker`)
-    t.strictSame(new Set(walk.encodings), new Set([undefined]), 'the client gets the pages uncompressed')
+    t.strictSame(walk.encodings, [...walk.links.map(() => undefined), 'gzip'],
+      'the pages with a link come uncompressed, the last one as the API compressed it')
     const seen = stack.simulator.defender.requests.slice(before)
     t.ok(seen.length > 0 && seen.every((r) => r.headers['accept-encoding'] === 'gzip'), 'the upstream was asked for gzip every time')
   }
@@ -241,17 +261,33 @@ t.test('the streaming rewriter finds the link at every offset around a chunk bou
   t.equal(failures, 0, 'no offset loses the rewrite')
 })
 
-t.test('compressed pages, small and large, are decompressed and rewritten', async (t) => {
-  for (const encoding of Object.keys(COMPRESS)) {
-    for (const small of [true, false]) {
-      const res = await request(`${stack.url}/custom/api/compressed?encoding=${encoding}${small ? '&small' : ''}`)
-      const body = await buffer(res.body)
-      const name = `${encoding} ${small ? 'small' : 'large'}`
-      t.equal(res.statusCode, 200, name)
-      t.equal(res.headers['content-encoding'], undefined, `${name}: passed on uncompressed`)
-      t.equal(res.headers['content-length'], undefined, `${name}: the compressed length is not passed on`)
-      const expected = small ? smallPage(`${stack.url}/custom`) : bigPage(custom.url, -40, 'head', `${stack.url}/custom`)
-      t.ok(body.equals(expected), `${name}: the page with its link on the broker`)
+t.test('compressed pages with a nextLink are decompressed and rewritten; without one they pass byte for byte', async (t) => {
+  for (const encoding of Object.keys(COMPRESS) as Array<keyof typeof COMPRESS>) {
+    for (const page of ['small', 'large', 'huge', 'last', 'large-last', 'huge-last']) {
+      for (const chunked of [false, true]) {
+        const name = `${encoding} ${page}${chunked ? ' chunked' : ''}`
+        const res = await request(`${stack.url}/custom/api/compressed?encoding=${encoding}&page=${page}${chunked ? '&chunked' : ''}`)
+        const body = await buffer(res.body)
+        t.equal(res.statusCode, 200, name)
+        if (page === 'small' || page === 'large' || page === 'huge') {
+          t.equal(res.headers['content-encoding'], undefined, `${name}: passed on uncompressed`)
+          const expected = compressedPage(custom.url, page, `${stack.url}/custom`)
+          t.ok(body.equals(expected), `${name}: the page with its link on the broker`)
+          if (COMPRESS[encoding](compressedPage(custom.url, page)).length <= SMALL_PAGE_BYTES) {
+            t.equal(res.headers['content-length'], String(expected.length), `${name}: held whole and rewritten, its length exact`)
+          } else {
+            t.equal(res.headers['content-length'], undefined, `${name}: streamed, the compressed length not passed on`)
+          }
+        } else if (page === 'huge-last') {
+          t.equal(res.headers['content-encoding'], undefined, `${name}: over the limit compressed, streamed decompressed`)
+          t.ok(body.equals(HUGE_LAST_PAGE), `${name}: the page`)
+        } else {
+          const sent = COMPRESS[encoding](compressedPage(custom.url, page))
+          t.equal(res.headers['content-encoding'], encoding, `${name}: the API's encoding kept`)
+          t.equal(res.headers['content-length'], String(sent.length), `${name}: the compressed length`)
+          t.ok(body.equals(sent), `${name}: the compressed bytes as the API sent them`)
+        }
+      }
     }
   }
 })

@@ -1,5 +1,6 @@
-import { pipeline, type Readable } from 'node:stream'
-import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib'
+import { pipeline, Readable } from 'node:stream'
+import { promisify } from 'node:util'
+import { brotliDecompress, createBrotliDecompress, createGunzip, createInflate, gunzip, inflate, type InputType, type ZlibOptions } from 'node:zlib'
 import { clientResponseHeaders } from './headers.js'
 import { createNextLinkRewriter, rewriteNextLink } from './next-link.js'
 import type { UpstreamExchange } from './upstream-exchange.js'
@@ -11,8 +12,21 @@ const DECODERS: Record<string, () => NodeJS.ReadWriteStream> = {
   br: createBrotliDecompress
 }
 
-/** A JSON page up to this size with a known length is rewritten whole and keeps an exact content-length. */
+const WHOLE_DECODERS: Record<string, (bytes: InputType, options: ZlibOptions) => Promise<Buffer>> = {
+  gzip: promisify(gunzip),
+  'x-gzip': promisify(gunzip),
+  deflate: promisify(inflate),
+  br: promisify(brotliDecompress)
+}
+
+/**
+ * A JSON page up to this size with a known length is rewritten whole and keeps an exact
+ * content-length; a compressed page up to this size (known length or not) is held whole, so it
+ * can go out byte for byte when it needs no rewrite.
+ */
 export const SMALL_PAGE_BYTES = 256 * 1024
+/** What a held compressed page may decompress to; a page that would grow past it is passed on as it came. */
+export const MAX_INFLATED_PAGE_BYTES = 64 * 1024 * 1024
 
 export interface ShapedResponse {
   headers: Record<string, string | string[]>
@@ -55,16 +69,69 @@ export function shapeResponse (
     const whole = body.takeIfComplete()
     return whole !== undefined ? rewrite(whole) : body.readAll().then(rewrite)
   }
-  const decode = typeof encoding === 'string' ? DECODERS[encoding.trim().toLowerCase()] : undefined
+  const name = typeof encoding === 'string' ? encoding.trim().toLowerCase() : undefined
+  const decode = name !== undefined ? DECODERS[name] : undefined
+  const inflateWhole = name !== undefined ? WHOLE_DECODERS[name] : undefined
   if (encoding !== undefined && decode === undefined) return { headers, body: undefined }
-  delete headers['content-length']
-  delete headers['content-encoding']
   const rewriter = createNextLinkRewriter(upstreamOrigin, brokerBase)
-  const noop = () => {}
-  const out = decode === undefined
-    ? pipeline(body.stream(), rewriter, noop)
-    : pipeline(body.stream(), decode(), rewriter, noop)
-  return { headers, body: out as Readable }
+  const streamed = (source: Readable): ShapedResponse => {
+    delete headers['content-length']
+    delete headers['content-encoding']
+    const noop = () => {}
+    const out = decode === undefined ? pipeline(source, rewriter, noop) : pipeline(source, decode(), rewriter, noop)
+    return { headers, body: out as Readable }
+  }
+  if (inflateWhole === undefined || length > SMALL_PAGE_BYTES) return streamed(body.stream())
+  return holdCompressed(body.stream(), SMALL_PAGE_BYTES).then(async (held) => {
+    if (!held.ended) return streamed(Readable.from(concatenate(held.chunks, held.rest)))
+    const compressed = Buffer.concat(held.chunks)
+    const page = await inflateWhole(compressed, { maxOutputLength: MAX_INFLATED_PAGE_BYTES }).catch(() => undefined)
+    const rewritten = page === undefined ? undefined : rewriteNextLink(page, upstreamOrigin, brokerBase)
+    if (page === undefined || rewritten === undefined || rewritten === page || rewritten.equals(page)) {
+      // Nothing to change (or nothing readable): the client gets the API's bytes and encoding.
+      headers['content-length'] = String(compressed.length)
+      return { headers, body: compressed }
+    }
+    delete headers['content-encoding']
+    headers['content-length'] = String(rewritten.length)
+    return { headers, body: rewritten }
+  })
+}
+
+interface HeldBody {
+  chunks: Buffer[]
+  ended: boolean
+  /** The rest of the body when more than the limit came. */
+  rest: Readable
+}
+
+/** Reads a body until it ends or passes `limit` bytes, whichever comes first, without losing any of it. */
+function holdCompressed (source: Readable, limit: number): Promise<HeldBody> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const done = (ended: boolean) => {
+      source.off('data', data)
+      source.off('end', end)
+      source.off('error', reject)
+      source.pause()
+      resolve({ chunks, ended, rest: source })
+    }
+    const data = (chunk: Buffer) => {
+      chunks.push(chunk)
+      size += chunk.length
+      if (size > limit) done(false)
+    }
+    const end = () => done(true)
+    source.on('data', data)
+    source.once('end', end)
+    source.once('error', reject)
+  })
+}
+
+async function * concatenate (head: Buffer[], rest: Readable): AsyncGenerator<Buffer> {
+  yield * head
+  for await (const chunk of rest) yield chunk as Buffer
 }
 
 function startsWithOrigin (url: string, origin: string): boolean {
