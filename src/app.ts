@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
@@ -21,7 +21,7 @@ import { createAuthorizer, createInboundGate, registerInbound } from './inbound/
 import { trackConnections, type ConnectionDrain } from './inbound/connections.js'
 import { applyConnectionLimits, DEFAULT_SERVER_LIMITS, serverOptions, type ServerLimits } from './inbound/limits.js'
 import {
-  FORWARDED_METHODS, isTrack, protocolViolation, refusalHeaders, refuseConnect, refusedMethod, refuseUpgrade, responseOutstanding, unmetExpectation
+  isTrack, protocolViolation, rawErrorResponse, refusalHeaders, refuseConnect, refusedMethod, refuseUpgrade, responseOutstanding, unmetExpectation
 } from './inbound/protocol.js'
 import { checkRequestTarget, pathOf } from './proxy/request-target.js'
 
@@ -213,7 +213,7 @@ function rejectRequest (req: IncomingMessage, res: ServerResponse, error: Broker
   res.writeHead(error.statusCode, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
-    ...(error.statusCode === 405 ? { allow: FORWARDED_METHODS } : {}),
+    ...refusalHeaders(error),
     'x-request-id': id,
     connection: 'close'
   })
@@ -225,15 +225,9 @@ function rejectUnparsable (err: Error & { code?: string }, socket: Duplex, logge
   if (err.code === 'ECONNRESET' || socket.destroyed) return
   const error = parserRefusal(err)
   const id = randomUUID()
-  const body = errorBody(error, id)
   metrics.inboundRejected(error.code)
   logger.info({ reqId: id, status: error.statusCode, reason: err.code }, 'request refused by the HTTP parser')
-  if (socket.writable) {
-    socket.write(`HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode]}\r\n` +
-      'content-type: application/json; charset=utf-8\r\n' +
-      `content-length: ${Buffer.byteLength(body)}\r\n` + refusalHeaders(error) +
-      `x-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`)
-  }
+  if (socket.writable) socket.write(rawErrorResponse(error, id))
   socket.destroy()
 }
 

@@ -364,8 +364,12 @@ export function findEndpoint (method: string, target: string): DefenderEndpoint 
  * yes: a path the table does not know is taken to be a state change (fail safe).
  */
 export function changesState (method: string, target: string): boolean {
-  if (method === 'GET' || method === 'HEAD') return false
-  return findEndpoint(method, target)?.changesState ?? true
+  return method !== 'GET' && method !== 'HEAD' && endpointChangesState(method, findEndpoint(method, target))
+}
+
+/** changesState for an endpoint already looked up (undefined: a call the table does not know). */
+export function endpointChangesState (method: string, endpoint: DefenderEndpoint | undefined): boolean {
+  return method !== 'GET' && method !== 'HEAD' && (endpoint?.changesState ?? true)
 }
 
 /** Answers of findEndpoint by method and path; cleared when full (paths with ids are many). */

@@ -37,8 +37,8 @@ export function isTrack (err: Error & { rawPacket?: Buffer, bytesParsed?: number
 }
 
 /** The headers an error answer has besides its body's: `Allow` with a 405 (RFC 9110 15.5.6). */
-export function refusalHeaders (error: BrokerHttpError): string {
-  return error.statusCode === 405 ? `allow: ${FORWARDED_METHODS}\r\n` : ''
+export function refusalHeaders (error: BrokerHttpError): Record<string, string> {
+  return error.statusCode === 405 ? { allow: FORWARDED_METHODS } : {}
 }
 
 /**
@@ -86,7 +86,8 @@ export function rawErrorResponse (error: BrokerHttpError, id: string): string {
   const body = errorBody(error, id)
   return `HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode] ?? ''}\r\n` +
     'content-type: application/json; charset=utf-8\r\n' +
-    `content-length: ${Buffer.byteLength(body)}\r\n` + refusalHeaders(error) +
+    `content-length: ${Buffer.byteLength(body)}\r\n` +
+    Object.entries(refusalHeaders(error)).map(([name, value]) => `${name}: ${value}\r\n`).join('') +
     `x-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`
 }
 

@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici'
 import { sleep, type Clock } from '../clock.js'
 import type { Config } from '../config/types.js'
-import { changesState, findEndpoint, missingPermission, type DefenderEndpoint } from '../defender/endpoints.js'
+import { endpointChangesState, findEndpoint, missingPermission, type DefenderEndpoint } from '../defender/endpoints.js'
 import {
   BrokerBadRequest, BrokerBadRequestTarget, BrokerInternalError, BrokerMissingPermission, BrokerNotFound, BrokerUpstreamTimeout,
   BrokerUpstreamUnreachable, isBrokerHttpError, type BrokerHttpError
@@ -11,6 +11,7 @@ import { watchMachineActionId } from '../observability/audit.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
 import type { RequestFacts } from '../observability/request-log.js'
 import type { Profile, ProfileMatch } from '../profiles.js'
+import { causeOf429 } from '../ratelimit/pauses.js'
 import type { HeldToken } from '../tokens/token-holder.js'
 import { upstreamRequestHeaders } from './headers.js'
 import { takeRequestBody, type RequestBody } from './request-body.js'
@@ -20,7 +21,6 @@ import { ClientWatch } from './client-watch.js'
 import type { ForwardedRequest } from './forwarded-request.js'
 import { pathOf } from './request-target.js'
 import { parseRetryAfter } from './retry-after.js'
-import { causeOf429 } from '../ratelimit/pauses.js'
 
 export interface ForwarderOptions {
   dispatcher: Dispatcher
@@ -53,14 +53,14 @@ export function createForwarder (options: ForwarderOptions) {
     const origin = profile.config.upstream
     const method = req.method as string
     facts.profile = name
+    const endpoint = findEndpoint(method, upstreamTarget)
     // What the audit records: a hunting query is a POST that changes nothing; an unknown POST may.
-    const stateChange = changesState(method, upstreamTarget)
+    const stateChange = endpointChangesState(method, endpoint)
     facts.changesState = stateChange
     const failed = (err: unknown) => upstreamFailure(err, origin, name, metrics)
     authorize(request.caller, method, profile, upstreamTarget)
     assertSameOrigin(origin, upstreamTarget)
 
-    const endpoint = findEndpoint(method, upstreamTarget)
     // Most requests find the token held and the body absent: no promise to wait on for either.
     let token = profile.tokens.usable() ?? await profile.tokens.get()
     preflight(endpoint, token)

@@ -5,18 +5,19 @@ import { clientResponseHeaders } from './headers.js'
 import { createNextLinkRewriter, rewriteNextLink } from './next-link.js'
 import type { UpstreamExchange } from './upstream-exchange.js'
 
-const DECODERS: Record<string, () => NodeJS.ReadWriteStream> = {
-  gzip: createGunzip,
-  'x-gzip': createGunzip,
-  deflate: createInflate,
-  br: createBrotliDecompress
+interface Decoder {
+  /** For a page decompressed as it streams. */
+  stream: () => NodeJS.ReadWriteStream
+  /** For a page held whole. */
+  whole: (bytes: InputType, options: ZlibOptions) => Promise<Buffer>
 }
 
-const WHOLE_DECODERS: Record<string, (bytes: InputType, options: ZlibOptions) => Promise<Buffer>> = {
-  gzip: promisify(gunzip),
-  'x-gzip': promisify(gunzip),
-  deflate: promisify(inflate),
-  br: promisify(brotliDecompress)
+const GZIP: Decoder = { stream: createGunzip, whole: promisify(gunzip) }
+const DECODERS: Record<string, Decoder> = {
+  gzip: GZIP,
+  'x-gzip': GZIP,
+  deflate: { stream: createInflate, whole: promisify(inflate) },
+  br: { stream: createBrotliDecompress, whole: promisify(brotliDecompress) }
 }
 
 /**
@@ -69,25 +70,23 @@ export function shapeResponse (
     const whole = body.takeIfComplete()
     return whole !== undefined ? rewrite(whole) : body.readAll().then(rewrite)
   }
-  const name = typeof encoding === 'string' ? encoding.trim().toLowerCase() : undefined
-  const decode = name !== undefined ? DECODERS[name] : undefined
-  const inflateWhole = name !== undefined ? WHOLE_DECODERS[name] : undefined
-  if (encoding !== undefined && decode === undefined) return { headers, body: undefined }
+  const decoder = typeof encoding === 'string' ? DECODERS[encoding.trim().toLowerCase()] : undefined
+  if (encoding !== undefined && decoder === undefined) return { headers, body: undefined }
   const rewriter = createNextLinkRewriter(upstreamOrigin, brokerBase)
   const streamed = (source: Readable): ShapedResponse => {
     delete headers['content-length']
     delete headers['content-encoding']
     const noop = () => {}
-    const out = decode === undefined ? pipeline(source, rewriter, noop) : pipeline(source, decode(), rewriter, noop)
+    const out = decoder === undefined ? pipeline(source, rewriter, noop) : pipeline(source, decoder.stream(), rewriter, noop)
     return { headers, body: out as Readable }
   }
-  if (inflateWhole === undefined || length > SMALL_PAGE_BYTES) return streamed(body.stream())
+  if (decoder === undefined || length > SMALL_PAGE_BYTES) return streamed(body.stream())
   return holdCompressed(body.stream(), SMALL_PAGE_BYTES).then(async (held) => {
     if (!held.ended) return streamed(Readable.from(concatenate(held.chunks, held.rest)))
     const compressed = Buffer.concat(held.chunks)
-    const page = await inflateWhole(compressed, { maxOutputLength: MAX_INFLATED_PAGE_BYTES }).catch(() => undefined)
+    const page = await decoder.whole(compressed, { maxOutputLength: MAX_INFLATED_PAGE_BYTES }).catch(() => undefined)
     const rewritten = page === undefined ? undefined : rewriteNextLink(page, upstreamOrigin, brokerBase)
-    if (page === undefined || rewritten === undefined || rewritten === page || rewritten.equals(page)) {
+    if (page === undefined || rewritten === undefined || rewritten.equals(page)) {
       // Nothing to change (or nothing readable): the client gets the API's bytes and encoding.
       headers['content-length'] = String(compressed.length)
       return { headers, body: compressed }
