@@ -5,10 +5,10 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import t from 'tap'
 import { request } from 'undici'
-import { systemClock } from '../src/clock.js'
+import { systemClock } from '../src/common/clock.js'
 import { loadConfig } from '../src/config/load.js'
 import type { Config } from '../src/config/types.js'
-import { BrokerConfigInvalid } from '../src/errors.js'
+import { BrokerConfigInvalid } from '../src/common/errors.js'
 import { ACTION_BODY_LIMIT, createAuditLog, machineActionIdOf } from '../src/observability/audit.js'
 import { createLogger } from '../src/observability/logger.js'
 import { createTestPki } from '../src/simulator/index.js'
@@ -214,10 +214,10 @@ t.test('audit.file is checked at load and at open', async (t) => {
   }
   t.equal(load('audit.jsonl').audit.file, join(dir, 'audit.jsonl'), 'a relative path is relative to the config file')
   t.same(loadConfig({ env }).audit, {}, 'absent: the main log')
-  t.throws(() => load('missing/audit.jsonl'), { code: 'BROKER_CONFIG_INVALID', message: `audit.file: the directory ${join(dir, 'missing')} does not exist: create it, or mount a writable volume there` })
+  t.throws(() => load('missing/audit.jsonl'), { code: 'BrokerConfigInvalid', message: `audit.file: the directory ${join(dir, 'missing')} does not exist: create it, or mount a writable volume there` })
   t.throws(() => load('not-a-dir/audit.jsonl'), { message: `audit.file: ${join(dir, 'not-a-dir')} is not a directory: give the path of a file in a writable directory` })
   t.throws(() => load('sub'), { message: `audit.file: ${join(dir, 'sub')} is not a regular file: give the path of a file (unset audit.file to send audit events to stdout)` })
-  t.throws(() => load(''), { code: 'BROKER_CONFIG_INVALID' }, 'an empty path is refused by the schema')
+  t.throws(() => load(''), { code: 'BrokerConfigInvalid' }, 'an empty path is refused by the schema')
 
   const logger = createLogger({ level: 'info', destination: createLogSink().stream })
   t.throws(() => createAuditLog({ file: join(dir, 'sub'), logger, clock: systemClock }), BrokerConfigInvalid, 'a directory cannot be opened for appending')

@@ -21,7 +21,7 @@ function failure (options: LoadConfigOptions): Error & { code?: string } {
 function fileFailure (t: { testdir: (fixture?: Record<string, string>) => string }, yaml: string, env: Record<string, string> = {}): string {
   const dir = t.testdir({ 'broker.yaml': yaml })
   const err = failure({ argvConfigPath: join(dir, 'broker.yaml'), env, cwd: dir })
-  if (err.code !== 'BROKER_CONFIG_INVALID') throw err
+  if (err.code !== 'BrokerConfigInvalid') throw err
   return err.message.replaceAll(dir, '<dir>')
 }
 
@@ -165,7 +165,7 @@ t.test('clients', async t => {
 t.test('no credentials at all is its own error, with no fallback', async t => {
   const err = failure({ env: {} })
   t.ok(isNoCredentialsError(err))
-  t.equal(err.code, 'BROKER_CONFIG_INVALID')
+  t.equal(err.code, 'BrokerConfigInvalid')
   t.equal(err.message,
     'No credentials configured: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH), ' +
     'or a config file with profiles (--config / BROKER_CONFIG). To try the broker without Azure, run `npm run demo`.')

@@ -128,7 +128,7 @@ t.test('a secret file is read again after rotation', async t => {
   writeFileSync(file, 'second\r\n')
   t.equal(credential.secret.read(), 'second')
   chmodSync(file, 0o644)
-  t.throws(() => credential.secret.read(), { code: 'BROKER_CONFIG_INVALID' }, 'the permission check holds on every read')
+  t.throws(() => credential.secret.read(), { code: 'BrokerConfigInvalid' }, 'the permission check holds on every read')
 })
 
 const yamlConfig = `

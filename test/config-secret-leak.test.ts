@@ -29,7 +29,7 @@ function assertNoCanary (t: { ok: (value: unknown, message: string) => void, not
   } catch (err) {
     thrown = err
   }
-  t.ok(thrown instanceof Error && (thrown as { code?: string }).code === 'BROKER_CONFIG_INVALID', `${scenario}: fails with BROKER_CONFIG_INVALID`)
+  t.ok(thrown instanceof Error && (thrown as { code?: string }).code === 'BrokerConfigInvalid', `${scenario}: fails with BrokerConfigInvalid`)
   const text = renderings(thrown)
   t.notMatch(text, CANARY, `${scenario}: no string canary`)
   t.notMatch(text, String(NUMBER_CANARY), `${scenario}: no number canary`)

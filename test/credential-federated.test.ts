@@ -178,7 +178,7 @@ t.test('an assertion file missing for a moment is retried, not held against the 
   const failed = once(holder, 'failed')
   await t.rejects(holder.renew(refused))
   const [failure, retryAt] = await failed as [TokenFailure, number]
-  t.equal(failure.code, 'BROKER_CONFIG_INVALID')
+  t.equal(failure.code, 'BrokerConfigInvalid')
   t.match(failure.message, /the file .*token does not exist/)
   t.equal(requests.length, 1, 'nothing was sent')
 

@@ -93,12 +93,12 @@ t.test('an identity IMDS does not know fails once, with IMDS\'s reason, and is r
     ? await once(holder, 'failed') as [TokenFailure]
     : [holder.status().lastError as TokenFailure]
   t.strictSame({ code: failure.code, message: failure.message }, {
-    code: 'managed_identity_failed',
+    code: 'BrokerManagedIdentityFailed',
     message: `the managed identity endpoint ${shared.endpoint.url} answered 400: Identity not found`
   })
   t.equal(shared.endpoint.requests.length - seen, 1, 'msal-node\'s internal retries are off: the token holder\'s backoff decides')
   t.match(stack.logs.lines.find((line) => line.msg === 'token request failed'), {
-    code: 'managed_identity_failed',
+    code: 'BrokerManagedIdentityFailed',
     hint: /check that the identity is assigned to this Azure resource/
   })
 })

@@ -130,11 +130,11 @@ t.test('an identity the machine does not hold fails with the endpoint\'s message
     ready: false
   })
   const failure = await nextFailure(holderOf(stack))
-  t.match(failure, { code: 'managed_identity_failed', message: `the managed identity endpoint ${shared.endpoint.url} answered 400: Unable to load the proper Managed Identity.` })
+  t.match(failure, { code: 'BrokerManagedIdentityFailed', message: `the managed identity endpoint ${shared.endpoint.url} answered 400: Unable to load the proper Managed Identity.` })
   t.equal(await getAlerts(stack), 503)
   t.equal(stack.simulator.defender.requests.length, 0)
   const status = await statusText(stack)
-  t.match(JSON.parse(status).profiles[0], { lastError: { code: 'managed_identity_failed' } })
+  t.match(JSON.parse(status).profiles[0], { lastError: { code: 'BrokerManagedIdentityFailed' } })
   t.notMatch(status, IDENTITY_HEADER, 'the header secret is not in /status')
   t.notMatch(stack.logs.text(), IDENTITY_HEADER, 'nor in the logs')
 })

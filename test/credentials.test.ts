@@ -136,7 +136,7 @@ t.test('a secret file unreadable for a moment during rotation is retried, not he
   const failed = once(holder, 'failed')
   await t.rejects(holder.renew(refused), 'the token call fails while group and others may read the file')
   const [failure, retryAt] = await failed as [TokenFailure, number]
-  t.equal(failure.code, 'BROKER_CONFIG_INVALID')
+  t.equal(failure.code, 'BrokerConfigInvalid')
   t.match(failure.message, /is readable by group or others: run chmod 600/)
   t.equal(entra.tokenRequests, 1, 'the secret was not sent')
 
@@ -195,7 +195,7 @@ t.test('a certificate file missing for a moment during rotation is retried', SCE
   const failed = once(holder, 'failed')
   await t.rejects(holder.renew(refused))
   const [failure, retryAt] = await failed as [TokenFailure, number]
-  t.equal(failure.code, 'BROKER_CONFIG_INVALID')
+  t.equal(failure.code, 'BrokerConfigInvalid')
   t.match(failure.message, /does not exist/)
   t.equal(stack.simulator.entra.tokenRequests, 1)
 
@@ -219,7 +219,7 @@ t.test('a rotated certificate file that group or others may read is refused, as 
   const failed = once(holder, 'failed')
   await t.rejects(holder.renew(refused))
   const [failure] = await failed as [TokenFailure]
-  t.equal(failure.code, 'BROKER_CONFIG_INVALID')
+  t.equal(failure.code, 'BrokerConfigInvalid')
   t.match(failure.message, /is readable by group or others: run chmod 600/)
   t.equal(stack.simulator.entra.tokenRequests, 1, 'the key was not used')
 })

@@ -6,7 +6,7 @@ import t from 'tap'
 import { getGlobalDispatcher } from 'undici'
 import type { ProfileConfig } from '../src/config/types.js'
 import { compileRules } from '../src/inbound/rules.js'
-import { checkRequestTarget } from '../src/proxy/request-target.js'
+import { checkRequestTarget } from '../src/inbound/request-target.js'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
 import { startUpstream, type Upstream } from './helpers/upstream.js'
 

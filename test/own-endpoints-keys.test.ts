@@ -6,7 +6,7 @@ import { getGlobalDispatcher, type Dispatcher } from 'undici'
 import { loadConfig } from '../src/config/load.js'
 import { inlineSecret } from '../src/config/secret-files.js'
 import type { ClientConfig, ProfileConfig } from '../src/config/types.js'
-import type { Profile } from '../src/profiles.js'
+import type { Profile } from '../src/runtime/profiles.js'
 import { nextFailure, startBrokerStack } from './helpers/broker.js'
 import { startUpstream } from './helpers/upstream.js'
 

@@ -2,7 +2,7 @@ import { EventEmitter, once } from 'node:events'
 import t, { type Test } from 'tap'
 import { Agent, request, type Dispatcher } from 'undici'
 import type { ProfileConfig } from '../src/config/types.js'
-import { findEndpoint } from '../src/defender/endpoints.js'
+import { findEndpoint } from '../src/defender/catalogue.js'
 import { createTestPki } from '../src/simulator/index.js'
 import { ALL_ROLES, createTestClock, startBrokerStack, type TestClock } from './helpers/broker.js'
 

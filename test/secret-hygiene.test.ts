@@ -176,7 +176,7 @@ t.test('failed token calls (wrong secret, garbage, timeout) leak nothing', SCENA
   clock.tick(retryAt - clock.now())
   await hanging
   clock.tick(10_000)
-  t.equal((await failed)[0].code, 'timeout')
+  t.equal((await failed)[0].code, 'BrokerTokenTimeout')
   t.equal(await client.send('/api/alerts?$top=1'), 200)
   await client.probe()
 

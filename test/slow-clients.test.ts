@@ -25,7 +25,7 @@ const stack = await startBrokerStack(t, {
 })
 const host = new URL(stack.url).host
 
-const TIMED_OUT = { code: 'BrokerBadRequest', message: 'The request cannot be forwarded: it did not arrive in time.' }
+const TIMED_OUT = { code: 'BrokerRequestTimeout', message: 'The request cannot be forwarded: it did not arrive in time.' }
 
 /** The client was answered 408 in the API's error shape, and the connection was closed. */
 function assertTimedOut (t: Test, connection: RawConnection): void {

@@ -156,7 +156,7 @@ t.test('a token endpoint that hangs', SCENARIO, async (t) => {
       clock.tick((timeoutSeconds ?? 10) * 1000)
       const [failure, retryAt] = await failed as [TokenFailure, number]
       t.strictSame(failure, {
-        code: 'timeout',
+        code: 'BrokerTokenTimeout',
         message: `the token request took longer than ${timeoutSeconds ?? 10} s`,
         at: started + (timeoutSeconds ?? 10) * 1000
       }, 'a timeout, exactly when the injected clock reached it')
@@ -174,9 +174,9 @@ t.test('a token endpoint that hangs', SCENARIO, async (t) => {
 const BAD_ANSWERS: Array<[EntraMode, string]> = [
   ['error500', 'AADSTS50000'],
   ['garbage', 'invalid_response'],
-  ['empty', 'invalid_token'],
-  ['notJwt', 'invalid_token'],
-  ['expired', 'invalid_token']
+  ['empty', 'BrokerTokenInvalid'],
+  ['notJwt', 'BrokerTokenInvalid'],
+  ['expired', 'BrokerTokenInvalid']
 ]
 
 t.test('each bad answer of the token endpoint is a failure, and no request goes out with it', SCENARIO, async (t) => {

@@ -180,7 +180,7 @@ t.test('requests during a refresh keep the held token, never wait and cost no to
   const failed = once(holder, 'failed')
   clock.tick(10_000)
   const [failure, retryAt] = await failed
-  t.equal(failure.code, 'timeout', 'the hanging refresh timed out')
+  t.equal(failure.code, 'BrokerTokenTimeout', 'the hanging refresh timed out')
   const acquired = once(holder, 'acquired')
   clock.tick(retryAt - clock.now())
   const [token, refreshed] = await acquired

@@ -222,7 +222,7 @@ t.test('no retry of a non-idempotent request on any error', async (t) => {
     t.strictSame(await res.body.json(), {
       error: {
         code: 'BrokerUpstreamUnreachable',
-        message: `The Defender API at ${custom.url} could not be reached (connection reset): check the network, proxy and upstream settings.`,
+        message: `The Defender API at ${custom.url} could not be reached: connection reset (UND_ERR_SOCKET). Check the network, proxy and upstream settings.`,
         target: res.headers['x-request-id']
       }
     })

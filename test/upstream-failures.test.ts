@@ -68,7 +68,7 @@ t.test('upstream down: 502 BrokerUpstreamUnreachable', async (t) => {
   t.strictSame(await res.body.json(), {
     error: {
       code: 'BrokerUpstreamUnreachable',
-      message: `The Defender API at ${downOrigin} could not be reached (connection refused): check the network, proxy and upstream settings.`,
+      message: `The Defender API at ${downOrigin} could not be reached: connection refused (ECONNREFUSED). Check the network, proxy and upstream settings.`,
       target: id
     }
   })
@@ -82,7 +82,7 @@ t.test('upstream closes the connection before any answer: 502 BrokerUpstreamUnre
   t.strictSame(await res.body.json(), {
     error: {
       code: 'BrokerUpstreamUnreachable',
-      message: `The Defender API at ${upstream.url} could not be reached (connection reset): check the network, proxy and upstream settings.`,
+      message: `The Defender API at ${upstream.url} could not be reached: connection reset (UND_ERR_SOCKET). Check the network, proxy and upstream settings.`,
       target: res.headers['x-request-id']
     }
   })
@@ -135,7 +135,7 @@ t.test('a JSON page cut off before any of it reached the client is a 502', async
   t.strictSame(await res.body.json(), {
     error: {
       code: 'BrokerUpstreamUnreachable',
-      message: `The Defender API at ${upstream.url} could not be reached (connection reset): check the network, proxy and upstream settings.`,
+      message: `The Defender API at ${upstream.url} could not be reached: connection reset (UND_ERR_SOCKET). Check the network, proxy and upstream settings.`,
       target: id
     }
   })

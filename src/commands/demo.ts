@@ -34,7 +34,7 @@ export async function runDemo (options: CommandOptions): Promise<number> {
     if (broker === undefined) await simulator.close()
     else await broker.close()
     const error = err as { code?: string, message?: string }
-    if (error.code === 'EADDRINUSE' || error.code === 'BROKER_CONFIG_INVALID') {
+    if (error.code === 'EADDRINUSE' || error.code === 'BrokerConfigInvalid') {
       process.stderr.write(`defender-token-broker: ${error.message} (try --port)\n`)
       return 1
     }

@@ -10,7 +10,7 @@ export async function runServe (options: CommandOptions): Promise<number> {
     await startServer(config, { logger, env: options.env })
   } catch (err) {
     const error = err as { code?: string, message?: string }
-    if (error.code === 'BROKER_CONFIG_INVALID' || error.code === 'EADDRINUSE' || error.code === 'EACCES') {
+    if (error.code === 'BrokerConfigInvalid' || error.code === 'EADDRINUSE' || error.code === 'EACCES') {
       process.stderr.write(`defender-token-broker: ${error.message}\n`)
       return 1
     }

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { BrokerConfigInvalid } from '../errors.js'
+import { BrokerConfigInvalid } from '../common/errors.js'
 import { checkRules } from './rules.js'
 import type { ClientFile } from './schema.js'
 import { keyFileSha256 } from './secret-files.js'

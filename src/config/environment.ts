@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { BrokerConfigInvalid } from '../errors.js'
+import { BrokerConfigInvalid } from '../common/errors.js'
 import { parseOrigin } from './origin.js'
 import { HostSchema, LogLevelSchema, PortSchema, type LogLevel } from './schema.js'
 import { fileSecret, inlineSecret } from './secret-files.js'

@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, extname, resolve } from 'node:path'
-import { BrokerConfigInvalid } from '../errors.js'
+import { BrokerConfigInvalid } from '../common/errors.js'
 import { resolveClients } from './clients.js'
 import {
   assertNoSingleProfileVariables,
@@ -12,7 +12,7 @@ import {
   readBrokerEnvironment,
   type Environment
 } from './environment.js'
-import { resolveProfiles, type ProfileSource } from './profiles.js'
+import { resolveProfiles, type ProfileSource } from './profile-settings.js'
 import { resolveRateLimit } from './rate-limit-store.js'
 import {
   ConfigFileSchema,

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net'
-import { BrokerConfigInvalid } from '../errors.js'
+import { BrokerConfigInvalid } from '../common/errors.js'
 
 const LOOPBACK_RULE = 'a loopback address (127.0.0.0/8, ::1 or localhost)'
 

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { BrokerConfigInvalid } from '../errors.js'
+import { BrokerConfigInvalid } from '../common/errors.js'
 import type { BrokerEnvironment } from './environment.js'
 import { DEFAULT_EXPECTED_REPLICAS, DEFAULT_REDIS_STORE, type ConfigFile } from './schema.js'
 import { fileSecret, inlineSecret } from './secret-files.js'

@@ -20,7 +20,6 @@ export const DEFAULT_EXPECTED_REPLICAS = 1
 export const DEFAULT_REDIS_STORE = Object.freeze({ keyPrefix: 'defender-broker:', timeoutMs: 50 })
 
 export const LOG_LEVELS = Object.freeze(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const)
-export const RESERVED_PATHS = Object.freeze(['/healthz', '/readyz', '/metrics', '/status'])
 
 export const NAME_PATTERN = '^[a-z0-9][a-z0-9-]*$'
 export const GUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'

@@ -1,6 +1,6 @@
 import type { Static, TSchema } from '@sinclair/typebox'
 import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value'
-import { BrokerConfigInvalid } from '../errors.js'
+import { BrokerConfigInvalid } from '../common/errors.js'
 import { PATTERN_HINTS } from './schema.js'
 
 /** Names a setting for messages, from the JSON-pointer segments of its place in the checked value. */

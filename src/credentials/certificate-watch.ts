@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import type { Clock } from '../clock.js'
+import type { Clock } from '../common/clock.js'
 
 /** From this long before `notAfter` the certificate is reported as expiring. */
 export const CERTIFICATE_WARNING_DAYS = 30

@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici'
-import type { Clock } from '../clock.js'
+import type { Clock } from '../common/clock.js'
 import type { ProfileConfig } from '../config/types.js'
 import { createNetworkClient } from './network-client.js'
 import { createSecretCredential } from './secret.js'

@@ -2,7 +2,7 @@ import type { ManagedIdentityApplication, ManagedIdentityIdParams } from '@azure
 import { loadMsal } from './msal.js'
 import type { CredentialConfig, ProfileConfig } from '../config/types.js'
 import { fromResult } from './confidential-client.js'
-import { ManagedIdentityRefused } from '../tokens/token-error.js'
+import { BrokerManagedIdentityFailed } from '../common/errors.js'
 import { createNetworkClient, runTokenCall, type NetworkClientOptions, type TokenResponse } from './network-client.js'
 import type { Credential } from './types.js'
 
@@ -61,7 +61,7 @@ function refused (response: TokenResponse): Error {
   const body = (typeof response.body === 'object' && response.body !== null ? response.body : {}) as Record<string, unknown>
   const nested = typeof body['error'] === 'object' && body['error'] !== null ? body['error'] as Record<string, unknown> : {}
   const said = [body['message'], body['error_description'], nested['message'], body['error']].find((value) => typeof value === 'string' && value !== '')
-  return new ManagedIdentityRefused(response.origin, response.status, typeof said === 'string' ? said : 'no reason given')
+  return new BrokerManagedIdentityFailed(response.origin, response.status, typeof said === 'string' ? said : 'no reason given')
 }
 
 function identityOf (credential: ManagedIdentityConfig): ManagedIdentityIdParams {

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from '@azure/msal-node'
 import type { Dispatcher } from 'undici'
 import { describeNetworkFailure } from '../outbound/network-failure.js'
-import { TokenEndpointUnreachable } from '../tokens/token-error.js'
+import { BrokerTokenEndpointUnreachable } from '../common/errors.js'
 
 export interface NetworkClientOptions {
   dispatcher: Dispatcher
@@ -52,7 +52,7 @@ export async function runTokenCall<T> (signal: AbortSignal, fn: () => Promise<T>
   } catch (err) {
     if (signal.aborted) throw err
     if (call.failure !== undefined) {
-      throw new TokenEndpointUnreachable(call.failure.origin, describeNetworkFailure(call.failure.error))
+      throw new BrokerTokenEndpointUnreachable(call.failure.origin, describeNetworkFailure(call.failure.error))
     }
     if (call.response !== undefined && call.response.status >= 400) throw options.refused?.(call.response) ?? err
     throw err

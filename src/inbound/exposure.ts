@@ -1,5 +1,5 @@
 import type { Config } from '../config/types.js'
-import { BrokerConfigInvalid } from '../errors.js'
+import { BrokerConfigInvalid } from '../common/errors.js'
 import { isLoopbackHost } from '../config/origin.js'
 
 /**

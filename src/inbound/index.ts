@@ -1,15 +1,13 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config/types.js'
-import { BrokerForbidden, BrokerMisdirected, BrokerUnauthenticated } from '../errors.js'
-import type { Profile } from '../profiles.js'
+import { BrokerForbidden, BrokerMisdirected, BrokerUnauthenticated } from '../common/errors.js'
+import { OPEN_PATHS } from '../common/paths.js'
+import type { Profile } from '../runtime/profiles.js'
 import { fromBrowserPage, createHostCheck } from './browser-defences.js'
 import { createKeyVerifier, presentedKey, type Client } from './client-keys.js'
 import { markAuthenticated } from './connections.js'
 import { compileRules } from './rules.js'
-
-/** Probes reach these without a key: an orchestrator has none. */
-const OPEN_PATHS = new Set(['/healthz', '/readyz'])
 
 /**
  * Who may use the broker, checked before anything reaches msal-node or the API: the Host

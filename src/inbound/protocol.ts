@@ -1,8 +1,9 @@
-import { randomUUID } from 'node:crypto'
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { Logger } from 'pino'
-import { BrokerBadRequest, BrokerMethodNotAllowed, errorBody, type BrokerHttpError } from '../errors.js'
+import {
+  BrokerBadRequest, BrokerBadRequestTarget, BrokerExpectationFailed, BrokerHeadersTooLarge, BrokerMethodNotAllowed, BrokerRequestTimeout,
+  type BrokerHttpError
+} from '../common/errors.js'
 
 /** A host name (docker service names included) or an IP literal, and an optional port: nothing else. */
 const HOST_VALUE = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/
@@ -18,7 +19,7 @@ export const FORWARDED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'
 /**
  * Never forwarded, nor served on the own endpoints: TRACE and TRACK echo the request back, the
  * bearer the broker adds included, to whoever reads the answer; CONNECT asks for a tunnel, which
- * the broker does not make (Node hands it over as a 'connect' event, see `refuseOnSocket`).
+ * the broker does not make (Node hands it over as a 'connect' event).
  */
 const REFUSED_METHODS = new Set(['TRACE', 'TRACK', 'CONNECT'])
 
@@ -34,11 +35,6 @@ export function refusedMethod (method: string | undefined): BrokerHttpError | un
 export function isTrack (err: Error & { rawPacket?: Buffer, bytesParsed?: number }): boolean {
   const at = err.bytesParsed
   return err.rawPacket !== undefined && at !== undefined && at >= 4 && err.rawPacket.toString('latin1', at - 4, at + 2) === 'TRACK '
-}
-
-/** The headers an error answer has besides its body's: `Allow` with a 405 (RFC 9110 15.5.6). */
-export function refusalHeaders (error: BrokerHttpError): Record<string, string> {
-  return error.statusCode === 405 ? { allow: FORWARDED_METHODS } : {}
 }
 
 /**
@@ -69,7 +65,7 @@ export function protocolViolation (req: IncomingMessage): string | undefined {
 
 /** Node answers `Expect: 100-continue` itself; any other expectation is one the broker cannot meet (RFC 9110 10.1.1). */
 export function unmetExpectation (): BrokerHttpError {
-  return Object.assign(new BrokerBadRequest('it has an Expect header other than 100-continue'), { statusCode: 417 })
+  return new BrokerExpectationFailed()
 }
 
 /**
@@ -81,41 +77,22 @@ export function responseOutstanding (socket: Duplex): boolean {
   return res != null && (res.headersSent || res.req.complete)
 }
 
-/** A complete HTTP/1.1 error response in the API's error shape, for a socket no response object owns. */
-export function rawErrorResponse (error: BrokerHttpError, id: string): string {
-  const body = errorBody(error, id)
-  return `HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode] ?? ''}\r\n` +
-    'content-type: application/json; charset=utf-8\r\n' +
-    `content-length: ${Buffer.byteLength(body)}\r\n` +
-    Object.entries(refusalHeaders(error)).map(([name, value]) => `${name}: ${value}\r\n`).join('') +
-    `x-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`
-}
-
 /**
  * The server's 'upgrade' event: Node hands over the socket of a request that asked to switch
- * protocols (`Connection: upgrade`). It gets a 400 and is closed; nothing is forwarded.
+ * protocols (`Connection: upgrade`). It gets a 400; nothing is forwarded.
  */
-export function refuseUpgrade (req: IncomingMessage, socket: Duplex, logger: Logger): BrokerHttpError {
-  return refuseOnSocket(req, socket, new BrokerBadRequest(UPGRADE_REFUSED), logger)
+export function upgradeRefusal (): BrokerHttpError {
+  return new BrokerBadRequest(UPGRADE_REFUSED)
 }
 
-/**
- * The server's 'connect' event: Node hands over the socket of a CONNECT (a tunnel request),
- * which no 'request' handler sees. It gets a 405 and is closed; nothing is forwarded.
- */
-export function refuseConnect (req: IncomingMessage, socket: Duplex, logger: Logger): BrokerHttpError {
-  return refuseOnSocket(req, socket, refusedMethod('CONNECT') as BrokerHttpError, logger)
-}
-
-/** Answers `error` on a socket Node handed over, and closes it. */
-function refuseOnSocket (req: IncomingMessage, socket: Duplex, error: BrokerHttpError, logger: Logger): BrokerHttpError {
-  const id = randomUUID()
-  logger.info({ reqId: id, method: req.method, status: error.statusCode, code: error.code, reason: error.message }, 'request refused')
-  socket.on('error', () => {})
-  if (!socket.writable) {
-    socket.destroy()
-    return error
+/** What the broker answers for bytes Node's parser refused, by the parser's error code. */
+export function parserRefusal (err: Error & { code?: string }): BrokerHttpError {
+  switch (err.code) {
+    // Node's parser knows no TRACK: it gets the 405 a TRACE gets.
+    case 'HPE_INVALID_METHOD': return isTrack(err) ? refusedMethod('TRACK') as BrokerHttpError : new BrokerBadRequest('it is not valid HTTP/1.1')
+    case 'HPE_INVALID_URL': return new BrokerBadRequestTarget('a control, space or non-ASCII character')
+    case 'HPE_HEADER_OVERFLOW': return new BrokerHeadersTooLarge()
+    case 'ERR_HTTP_REQUEST_TIMEOUT': return new BrokerRequestTimeout()
+    default: return new BrokerBadRequest('it is not valid HTTP/1.1')
   }
-  socket.end(rawErrorResponse(error, id), () => socket.destroy())
-  return error
 }

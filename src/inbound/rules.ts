@@ -1,39 +1,20 @@
+import { compilePattern, matchesPattern, segmentsOf, type PathPattern } from '../common/path-pattern.js'
+
 /**
- * Rules are `"METHOD /path"`: `*` stands for one path segment, `**` for the rest of the path,
- * a method of `*` for any; `GET` also allows `HEAD`. Paths match case-insensitively, as the API
- * routes them, after unreserved characters are decoded, so no spelling of a path slips past.
+ * Rules are `"METHOD /path"` with a path pattern (`common/path-pattern.ts`), a method of `*`
+ * for any; `GET` also allows `HEAD`. Paths match case-insensitively, as the API routes them,
+ * after unreserved characters are decoded, so no spelling of a path slips past.
  */
 export type RuleSet = (method: string, path: string) => boolean
 
 interface Rule {
   method: string
-  segments: string[]
+  pattern: PathPattern
 }
 
 function parseRule (rule: string): Rule {
   const space = rule.indexOf(' ')
-  const method = rule.slice(0, space).toUpperCase()
-  const path = normalizePath(rule.slice(space + 1))
-  return { method, segments: path.split('/').slice(1) }
-}
-
-const UNRESERVED = /%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])/g
-
-/** Lower-case, with percent-encoded unreserved characters decoded and the query dropped. */
-export function normalizePath (target: string): string {
-  const queryAt = target.indexOf('?')
-  const path = queryAt === -1 ? target : target.slice(0, queryAt)
-  return path.replace(UNRESERVED, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))).toLowerCase()
-}
-
-function matchSegments (rule: string[], path: string[]): boolean {
-  for (let i = 0; i < rule.length; i++) {
-    const part = rule[i]
-    if (part === '**') return true
-    if (i >= path.length) return false
-    if (part !== '*' && part !== path[i]) return false
-  }
-  return rule.length === path.length
+  return { method: rule.slice(0, space).toUpperCase(), pattern: compilePattern(rule.slice(space + 1)) }
 }
 
 /** An empty list allows everything: no rules means no restriction at that level. */
@@ -42,9 +23,9 @@ export function compileRules (rules: readonly string[]): RuleSet {
   const parsed = rules.map(parseRule)
   return (method, path) => {
     const upper = method.toUpperCase()
-    const segments = normalizePath(path).split('/').slice(1)
+    const segments = segmentsOf(path)
     return parsed.some((rule) =>
       (rule.method === '*' || rule.method === upper || (rule.method === 'GET' && upper === 'HEAD')) &&
-      matchSegments(rule.segments, segments))
+      matchesPattern(rule.pattern, segments))
   }
 }

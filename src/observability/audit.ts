@@ -2,8 +2,8 @@ import { closeSync, fstatSync, fsyncSync, openSync, writeSync } from 'node:fs'
 import { pipeline, Transform, type Readable } from 'node:stream'
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib'
 import type { Logger } from 'pino'
-import type { Clock } from '../clock.js'
-import { BrokerConfigInvalid } from '../errors.js'
+import type { Clock } from '../common/clock.js'
+import { BrokerConfigInvalid } from '../common/errors.js'
 
 /** What one request that changes state leaves in the audit trail. */
 export interface AuditEvent {

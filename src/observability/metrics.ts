@@ -1,6 +1,6 @@
 import type { Metric, MetricValueWithName, Registry } from 'prom-client'
-import type { Clock } from '../clock.js'
-import type { Profile } from '../profiles.js'
+import type { Clock } from '../common/clock.js'
+import type { Profile } from '../runtime/profiles.js'
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'])
 /** AADSTS codes, msal's and Node's error codes; anything else is not a label value. */

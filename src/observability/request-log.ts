@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
 import { levels, symbols, type DestinationStream, type Logger } from 'pino'
-import { changesState } from '../defender/endpoints.js'
-import { pathOf } from '../proxy/request-target.js'
+import { changesState } from '../defender/catalogue.js'
+import { pathOf } from '../common/paths.js'
 import type { AuditLog } from './audit.js'
 
 /** Filled in as a request goes: what its one log line (and audit event) reports. */
@@ -32,11 +32,15 @@ declare module 'fastify' {
 
 const INFO = levels.values.info as number
 
-/** A request whose response is done, finished or cut off. */
+/** A request whose response is done, finished or cut off (or refused before it was whole). */
 export interface CompletedRequest {
   id: string
-  req: IncomingMessage
-  res: ServerResponse
+  /** Empty for bytes Node's parser refused. */
+  method: string
+  /** The path without the query: OData filters can hold names and addresses. */
+  path: string
+  /** None when the client went away before the head was sent. */
+  status: number | undefined
   facts: RequestFacts
   durationMs: number
   /** The client went away before the response was done. */
@@ -61,11 +65,7 @@ export class RequestLog {
     this.#stream = (logger as unknown as Record<symbol, DestinationStream>)[symbols.streamSym] as DestinationStream
   }
 
-  record ({ id, req, res, facts, durationMs, aborted, error }: CompletedRequest): void {
-    const method = req.method ?? ''
-    const path = pathOf(req.url ?? '')
-    // None when the client went away before the head was sent.
-    const status = aborted && !res.headersSent ? undefined : res.statusCode
+  record ({ id, method, path, status, facts, durationMs, aborted, error }: CompletedRequest): void {
     const duration = Math.round(durationMs * 100) / 100
     if (error) {
       this.#logger.error({
@@ -140,12 +140,20 @@ export class FastifyRequestLog extends LogController {
     this.#logged.add(request)
     this.#log.record({
       id: request.id,
-      req: request.raw,
-      res: reply.raw,
+      ...outcomeOf(request.raw, reply.raw, aborted),
       facts: request.broker ?? {},
       durationMs: reply.elapsedTime,
       aborted,
       error
     })
+  }
+}
+
+/** The method, path and status a request's log line reports, from Node's request and response. */
+export function outcomeOf (req: IncomingMessage, res: ServerResponse, aborted: boolean): Pick<CompletedRequest, 'method' | 'path' | 'status'> {
+  return {
+    method: req.method ?? '',
+    path: pathOf(req.url ?? ''),
+    status: aborted && !res.headersSent ? undefined : res.statusCode
   }
 }

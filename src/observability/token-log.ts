@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Profile } from '../profiles.js'
+import type { Profile } from '../runtime/profiles.js'
 import { hintFor } from '../tokens/token-error.js'
 
 /**

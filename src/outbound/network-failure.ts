@@ -1,3 +1,5 @@
+import { BrokerUpstreamTimeout, BrokerUpstreamUnreachable, type BrokerHttpError } from '../common/errors.js'
+
 export interface NetworkFailure {
   /**
    * The transport's own code (`ECONNREFUSED`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, …) or, when a
@@ -34,6 +36,9 @@ const REASONS: Readonly<Record<string, string>> = {
   ERR_TLS_CERT_ALTNAME_INVALID: 'its TLS certificate is for another host name'
 }
 
+/** undici's codes for an answer that did not come in time, where the API was reached. */
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+
 const PROXY_STATUS = /Proxy response \((\d{3})\)|Proxy Authentication Required \((\d{3})\)/
 
 /**
@@ -52,6 +57,13 @@ export function describeNetworkFailure (err: unknown): NetworkFailure {
   if (UNTRUSTED.has(code)) return { code, reason: `its TLS certificate is not trusted (${code})` }
   const reason = REASONS[code]
   return { code, reason: reason === undefined ? code : `${reason} (${code})` }
+}
+
+/** The broker's answer to a failure to reach or read the API at `origin`: 504 when it did not answer in time, else 502. */
+export function upstreamError (err: unknown, origin: string): BrokerHttpError {
+  const failure = describeNetworkFailure(err)
+  if (TIMEOUT_CODES.has(failure.code)) return new BrokerUpstreamTimeout(origin)
+  return new BrokerUpstreamUnreachable(origin, failure.reason)
 }
 
 function findProxyStatus (err: unknown): number | undefined {

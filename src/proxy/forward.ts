@@ -1,16 +1,13 @@
 import type { Dispatcher } from 'undici'
-import { sleep, type Clock } from '../clock.js'
+import { sleep, type Clock } from '../common/clock.js'
 import type { Config } from '../config/types.js'
-import { endpointChangesState, findEndpoint, missingPermission, type DefenderEndpoint } from '../defender/endpoints.js'
-import {
-  BrokerBadRequest, BrokerBadRequestTarget, BrokerInternalError, BrokerMissingPermission, BrokerNotFound, BrokerUpstreamTimeout,
-  BrokerUpstreamUnreachable, isBrokerHttpError, type BrokerHttpError
-} from '../errors.js'
+import { endpointChangesState, findEndpoint, missingPermission, type DefenderEndpoint } from '../defender/catalogue.js'
+import { BrokerBadRequestTarget, BrokerMissingPermission, BrokerNotFound } from '../common/errors.js'
 import type { Client } from '../inbound/client-keys.js'
 import { watchMachineActionId } from '../observability/audit.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
-import type { RequestFacts } from '../observability/request-log.js'
-import type { Profile, ProfileMatch } from '../profiles.js'
+import { upstreamError } from '../outbound/network-failure.js'
+import type { Profile, ProfileMatch } from '../runtime/profiles.js'
 import { causeOf429 } from '../ratelimit/pauses.js'
 import type { HeldToken } from '../tokens/token-holder.js'
 import { upstreamRequestHeaders } from './headers.js'
@@ -19,7 +16,7 @@ import { shapeResponse } from './response.js'
 import { UpstreamExchange } from './upstream-exchange.js'
 import { ClientWatch } from './client-watch.js'
 import type { ForwardedRequest } from './forwarded-request.js'
-import { pathOf } from './request-target.js'
+import { pathOf } from '../common/paths.js'
 import { parseRetryAfter } from './retry-after.js'
 
 export interface ForwarderOptions {
@@ -30,8 +27,6 @@ export interface ForwarderOptions {
   route: (target: string) => ProfileMatch | undefined
   authorize: (client: Client | undefined, method: string, profile: Profile, upstreamTarget: string) => void
 }
-
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
 /**
  * The catch-all handler: one request in, the same request out to the profile's upstream, with
@@ -57,7 +52,7 @@ export function createForwarder (options: ForwarderOptions) {
     // What the audit records: a hunting query is a POST that changes nothing; an unknown POST may.
     const stateChange = endpointChangesState(method, endpoint)
     facts.changesState = stateChange
-    const failed = (err: unknown) => upstreamFailure(err, origin, name, metrics)
+    const failed = (err: unknown) => upstreamError(err, origin)
     authorize(request.caller, method, profile, upstreamTarget)
     assertSameOrigin(origin, upstreamTarget)
 
@@ -192,61 +187,5 @@ function assertSameOrigin (origin: string, path: string): void {
   if (PATH_ABSOLUTE.test(path)) return
   if (new URL(path, origin).origin !== origin) {
     throw new BrokerBadRequestTarget('a target that leaves the upstream origin')
-  }
-}
-
-/**
- * What the broker answers for an error a request ran into, counted and recorded in `facts`:
- * its own errors as they are; a failure of the API's body once it was being passed on is the
- * API's (502 or 504); anything else a 400 when Node or fastify said the request was at fault,
- * a 500 otherwise, which `logUnexpected` reports.
- */
-export function brokerErrorFor (
-  error: Error & { statusCode?: number, code?: string },
-  facts: RequestFacts,
-  metrics: BrokerMetrics,
-  logUnexpected: (err: { message: string | undefined, code: string | undefined }) => void
-): BrokerHttpError {
-  const brokerError = classifyError(error, facts, metrics)
-  if (brokerError.statusCode >= 500 && !isBrokerHttpError(error)) logUnexpected({ message: error?.message, code: error?.code })
-  if (brokerError.statusCode < 500) metrics.inboundRejected(brokerError.code)
-  facts.code = brokerError.code
-  return brokerError
-}
-
-function classifyError (error: Error & { statusCode?: number }, facts: RequestFacts, metrics: BrokerMetrics): BrokerHttpError {
-  if (isBrokerHttpError(error)) return error
-  if (facts.upstream !== undefined && error.statusCode === undefined) return upstreamFailure(error, facts.upstream, facts.profile, metrics)
-  if (error.statusCode !== undefined && error.statusCode < 500) {
-    return Object.assign(new BrokerBadRequest(error.message), { statusCode: error.statusCode })
-  }
-  return new BrokerInternalError()
-}
-
-/** A failure to reach or read the API: counted for the profile, and answered 502 or 504. */
-export function upstreamFailure (err: unknown, origin: string, profile: string | undefined, metrics: BrokerMetrics) {
-  const error = upstreamError(err, origin)
-  if (profile !== undefined) metrics.upstreamFailed(profile, error.code)
-  return error
-}
-
-/** What a failure to reach or read the API is called in the broker's answer. */
-function upstreamError (err: unknown, origin: string) {
-  const code = (err as { code?: string })?.code ?? 'unknown'
-  if (TIMEOUT_CODES.has(code)) return new BrokerUpstreamTimeout(origin)
-  return new BrokerUpstreamUnreachable(origin, describeNetworkError(code))
-}
-
-function describeNetworkError (code: string): string {
-  switch (code) {
-    case 'ECONNREFUSED': return 'connection refused'
-    case 'ECONNRESET':
-    case 'UND_ERR_SOCKET': return 'connection reset'
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN': return 'name not resolved'
-    case 'UND_ERR_CONNECT_TIMEOUT': return 'connect timeout'
-    default: return code.startsWith('ERR_TLS') || code.includes('CERT') || code.includes('SIGNATURE')
-      ? `TLS: ${code}`
-      : code
   }
 }

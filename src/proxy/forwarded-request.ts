@@ -19,14 +19,14 @@ export class ForwardedRequest {
   readonly facts: RequestFacts = {}
 
   /** Shutdown has begun: the connection is closed after this response. */
-  readonly #closing: boolean
+  readonly closing: boolean
 
   constructor (id: string, req: IncomingMessage, res: ServerResponse, startedAt: number, closing: boolean) {
     this.id = id
     this.req = req
     this.res = res
     this.startedAt = startedAt
-    this.#closing = closing
+    this.closing = closing
   }
 
   /**
@@ -38,7 +38,7 @@ export class ForwardedRequest {
     headers['x-request-id'] = this.id
     // While draining, a request already on an open connection is answered as usual, and the
     // connection closed after it.
-    if (this.#closing) headers.connection = 'close'
+    if (this.closing) headers.connection = 'close'
     this.res.writeHead(status, headers)
   }
 

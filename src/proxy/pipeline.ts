@@ -1,12 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Logger } from 'pino'
-import { BrokerBadRequestTarget, errorBody } from '../errors.js'
 import type { Client } from '../inbound/client-keys.js'
-import type { BrokerMetrics } from '../observability/metrics.js'
-import type { RequestLog } from '../observability/request-log.js'
-import { brokerErrorFor } from './forward.js'
+import type { Refusals } from '../inbound/refusal.js'
+import { outcomeOf, type RequestLog } from '../observability/request-log.js'
 import { ForwardedRequest } from './forwarded-request.js'
-import { pathOf } from './request-target.js'
 
 export interface ForwardingPipelineOptions {
   /** The request id: the caller's own when it is harmless to log, else a new one. */
@@ -15,8 +11,7 @@ export interface ForwardingPipelineOptions {
   admit: (req: IncomingMessage, openPath: boolean) => Client | undefined
   forward: (request: ForwardedRequest) => Promise<void>
   requestLog: RequestLog
-  metrics: BrokerMetrics
-  logger: Logger
+  refusals: Refusals
   /** True once shutdown has begun: every response then says `connection: close`. */
   closing: () => boolean
 }
@@ -28,24 +23,10 @@ export interface ForwardingPipelineOptions {
  * tool makes, so it keeps to what each request needs.
  */
 export function createForwardingPipeline (options: ForwardingPipelineOptions) {
-  const { requestId, admit, forward, requestLog, metrics, logger, closing } = options
+  const { requestId, admit, forward, requestLog, refusals, closing } = options
 
   function answer (request: ForwardedRequest, err: unknown): void {
-    const brokerError = brokerErrorFor(err as Error, request.facts, metrics,
-      (unexpected) => logger.error({ reqId: request.id, err: unexpected }, 'unexpected error'))
-    const res = request.res
-    if (res.headersSent) {
-      // Part of the API's answer went out already: cut it off, as the API's was.
-      res.destroy()
-      return
-    }
-    if (res.destroyed) return
-    const body = errorBody(brokerError, request.id)
-    request.send(brokerError.statusCode, {
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-      ...(brokerError.retryAfter === undefined ? {} : { 'retry-after': String(brokerError.retryAfter) })
-    }, body)
+    refusals.toResponse(err, request.res, request.id, request.facts, request.closing)
   }
 
   return function handle (req: IncomingMessage, res: ServerResponse): void {
@@ -58,18 +39,10 @@ export function createForwardingPipeline (options: ForwardingPipelineOptions) {
     }
     const request = new ForwardedRequest(requestId(req), req, res, performance.now(), closing())
     res.once('close', () => {
-      requestLog.record({
-        id: request.id,
-        req,
-        res,
-        facts: request.facts,
-        durationMs: performance.now() - request.startedAt,
-        aborted: !res.writableFinished
-      })
+      const aborted = !res.writableFinished
+      requestLog.record({ id: request.id, ...outcomeOf(req, res, aborted), facts: request.facts, durationMs: performance.now() - request.startedAt, aborted })
     })
     try {
-      const undecodable = undecodablePath(req.url as string)
-      if (undecodable) throw new BrokerBadRequestTarget('a percent-encoding that does not decode to UTF-8')
       request.caller = admit(req, false)
       if (request.caller !== undefined) request.facts.client = request.caller.name
     } catch (err) {
@@ -89,16 +62,4 @@ function awaitTurn (req: IncomingMessage, res: ServerResponse, handle: (req: Inc
   const drop = () => res.off('socket', start)
   res.once('socket', start)
   req.once('close', drop)
-}
-
-/** A path whose percent-encodings are not UTF-8 (the request target checks saw to the rest). */
-function undecodablePath (target: string): boolean {
-  const path = pathOf(target)
-  if (!path.includes('%')) return false
-  try {
-    decodeURIComponent(path)
-    return false
-  } catch {
-    return true
-  }
 }

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js'
+import type { Clock } from '../common/clock.js'
 
 export interface Window {
   /** Length of the window in ms. */

@@ -1,4 +1,4 @@
-import { DEFENDER_ENDPOINTS } from '../defender/endpoints.js'
+import { DEFENDER_ENDPOINTS } from '../defender/catalogue.js'
 import type { PathLimit } from './profile-budget.js'
 
 /** A pause the API's 429 put on one of a profile's budgets. */

@@ -1,6 +1,6 @@
-import type { Clock } from '../clock.js'
+import type { Clock } from '../common/clock.js'
 import type { RateLimitConfig } from '../config/types.js'
-import { BrokerRateLimited, withRetryAfter } from '../errors.js'
+import { BrokerRateLimited, withRetryAfter } from '../common/errors.js'
 import { HOUR_MS, MINUTE_MS, SlidingBudget, type Window } from './budget.js'
 import { budgetName, type BudgetPause } from './pauses.js'
 

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module'
 import { rootCertificates } from 'node:tls'
 import type { Redis, Result } from 'ioredis'
 import type { Logger } from 'pino'
-import type { Clock } from '../clock.js'
+import type { Clock } from '../common/clock.js'
 import type { Window } from './budget.js'
 
 const require = createRequire(import.meta.url)

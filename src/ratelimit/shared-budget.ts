@@ -1,4 +1,4 @@
-import { sleep, type Clock } from '../clock.js'
+import { sleep, type Clock } from '../common/clock.js'
 import type { RateLimitConfig } from '../config/types.js'
 import {
   API_WINDOWS, ProfileBudget, rateLimited, windowsOf,

@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto'
-import type { Clock } from '../clock.js'
+import type { Clock } from '../common/clock.js'
 import { startDefenderSimulator } from './defender.js'
 import type { DefenderSimulator } from './defender.js'
 import { startEntraSimulator } from './entra.js'

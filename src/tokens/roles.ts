@@ -1,4 +1,4 @@
-import { PERMISSION_WORDS as ROLE_WORDS } from '../defender/endpoints.js'
+import { PERMISSION_WORDS as ROLE_WORDS } from '../defender/catalogue.js'
 
 /** Powers worth saying out loud when the app does not have them. */
 const NOTABLE = ['Machine.Isolate', 'Machine.LiveResponse']

@@ -1,8 +1,8 @@
-import { scrub } from '../observability/scrub.js'
-import type { NetworkFailure } from '../outbound/network-failure.js'
+import { scrub } from '../common/scrub.js'
+import { BrokerError } from '../common/errors.js'
 
 export interface TokenFailure {
-  /** `AADSTS7000215`, or what went wrong on our side: `timeout`, `network`, `invalid_token`, … */
+  /** `AADSTS7000215`, or what went wrong on our side: `BrokerTokenTimeout`, `ECONNREFUSED`, `BrokerTokenInvalid`, … */
   code: string
   message: string
   at: number
@@ -28,38 +28,13 @@ const HINTS: Record<string, string> = {
   SELF_SIGNED_CERT_IN_CHAIN: UNTRUSTED_HINT,
   DEPTH_ZERO_SELF_SIGNED_CERT: UNTRUSTED_HINT,
   proxy_authentication_required: 'the proxy refused the credentials: put them in the proxy URL, http://user:password@host:port',
-  managed_identity_failed: 'check that the identity is assigned to this Azure resource (clientId, resourceId or objectId names a user-assigned one) ' +
+  BrokerManagedIdentityFailed: 'check that the identity is assigned to this Azure resource (clientId, resourceId or objectId names a user-assigned one) ' +
     'and that it has the WindowsDefenderATP application permissions',
   proxy_refused: 'the proxy refused to open a tunnel: allow CONNECT to the token endpoint (and the API) on port 443, or list the host in NO_PROXY'
 }
 
 export function hintFor (code: string): string | undefined {
   return HINTS[code]
-}
-
-export class TokenInvalid extends Error {
-  readonly code = 'invalid_token'
-}
-
-export class TokenTimeout extends Error {
-  readonly code = 'timeout'
-}
-
-/** The managed identity endpoint (App Service, IMDS, …) answered the token request with an error. */
-export class ManagedIdentityRefused extends Error {
-  readonly code = 'managed_identity_failed'
-  constructor (origin: string, status: number, reason: string) {
-    super(`the managed identity endpoint ${origin} answered ${status}: ${reason}`)
-  }
-}
-
-/** A token request that got no answer: refused, reset, an untrusted certificate, a proxy that said no. */
-export class TokenEndpointUnreachable extends Error {
-  readonly code: string
-  constructor (origin: string, failure: NetworkFailure) {
-    super(`${origin} could not be reached: ${failure.reason}`)
-    this.code = failure.code
-  }
 }
 
 /** Turns whatever a token call threw into a code and a message fit for logs and /status. */
@@ -69,7 +44,7 @@ export function describeTokenFailure (err: unknown, secrets: string[], now: numb
   const aadsts = /AADSTS(\d+)/.exec(text)?.[0] ?? (error?.errorNo ? `AADSTS${String(error.errorNo)}` : undefined)
   let code: string
   if (aadsts !== undefined) code = aadsts
-  else if (err instanceof TokenTimeout || err instanceof TokenInvalid || err instanceof TokenEndpointUnreachable || err instanceof ManagedIdentityRefused) code = err.code
+  else if (err instanceof BrokerError) code = err.code
   else if (typeof error?.errorCode === 'string' && error.errorCode !== '') code = error.errorCode
   else if (typeof error?.code === 'string') code = error.code
   else code = 'unknown'

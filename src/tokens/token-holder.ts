@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events'
-import type { Clock } from '../clock.js'
+import type { Clock } from '../common/clock.js'
 import type { AcquiredToken, Credential } from '../credentials/index.js'
-import { BrokerTokenUnavailable, withRetryAfter } from '../errors.js'
+import { BrokerTokenUnavailable, withRetryAfter } from '../common/errors.js'
 import { readClaims } from './jwt.js'
-import { describeTokenFailure, TokenInvalid, TokenTimeout, type TokenFailure } from './token-error.js'
+import { BrokerTokenInvalid, BrokerTokenTimeout } from '../common/errors.js'
+import { describeTokenFailure, type TokenFailure } from './token-error.js'
 
 /** Requests stop using a token this long before its expiry, for clock skew. */
 export const CLOCK_SKEW_MS = 60_000
@@ -165,7 +166,7 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
   close (): void {
     this.#closed = true
     this.#clearTimer()
-    this.#abort?.abort(new TokenTimeout('the broker is shutting down'))
+    this.#abort?.abort(new BrokerTokenTimeout('the broker is shutting down'))
   }
 
   #acquire (): Promise<HeldToken> {
@@ -175,7 +176,7 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
     const abort = new AbortController()
     this.#abort = abort
     const timeout = clock.setTimeout(() => {
-      abort.abort(new TokenTimeout(`the token request took longer than ${timeoutMs / 1000} s`))
+      abort.abort(new BrokerTokenTimeout(`the token request took longer than ${timeoutMs / 1000} s`))
     }, timeoutMs)
     const refreshed = this.#acquisitions > 0
     const attempt = (async () => {
@@ -210,12 +211,12 @@ export class TokenHolder extends EventEmitter<TokenHolderEvents> {
   }
 
   #check (value: string, refreshBeforeExpiryMs: number | undefined): HeldToken {
-    if (typeof value !== 'string' || value === '') throw new TokenInvalid('the token endpoint returned no access token')
+    if (typeof value !== 'string' || value === '') throw new BrokerTokenInvalid('the token endpoint returned no access token')
     const claims = readClaims(value)
-    if (claims === undefined) throw new TokenInvalid('the token endpoint returned an access token that is not a JWT with an expiry')
+    if (claims === undefined) throw new BrokerTokenInvalid('the token endpoint returned an access token that is not a JWT with an expiry')
     const now = this.#options.clock.now()
     const expiresAt = claims.exp * 1000
-    if (expiresAt - CLOCK_SKEW_MS <= now) throw new TokenInvalid('the token endpoint returned a token that has already expired')
+    if (expiresAt - CLOCK_SKEW_MS <= now) throw new BrokerTokenInvalid('the token endpoint returned a token that has already expired')
     return { value, expiresAt, refreshAt: this.#refreshTime(now, expiresAt, refreshBeforeExpiryMs), roles: claims.roles, acquiredAt: now }
   }
 

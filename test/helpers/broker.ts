@@ -5,11 +5,11 @@ import type { TokenHolder } from '../../src/tokens/token-holder.js'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, type AppDeps } from '../../src/app.js'
-import type { Clock } from '../../src/clock.js'
+import type { Clock } from '../../src/common/clock.js'
 import { loadConfig } from '../../src/config/load.js'
 import type { Config } from '../../src/config/types.js'
 import { createLogger } from '../../src/observability/logger.js'
-import { DEFENDER_ENDPOINTS } from '../../src/defender/endpoints.js'
+import { DEFENDER_ENDPOINTS } from '../../src/defender/catalogue.js'
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.js'
 
 export interface LogSink {

@@ -1,5 +1,5 @@
 import FakeTimers from '@sinonjs/fake-timers'
-import type { Clock } from '../../src/clock.js'
+import type { Clock } from '../../src/common/clock.js'
 
 export interface TestClock extends Clock {
   tick: (ms: number) => void

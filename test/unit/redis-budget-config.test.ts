@@ -24,7 +24,7 @@ function failure (options: LoadConfigOptions): string {
   try {
     loadConfig(options)
   } catch (err) {
-    if ((err as { code?: string }).code !== 'BROKER_CONFIG_INVALID') throw err
+    if ((err as { code?: string }).code !== 'BrokerConfigInvalid') throw err
     return (err as Error).message
   }
   throw new Error('the config loaded')

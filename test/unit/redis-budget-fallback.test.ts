@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { Clock } from '../../src/clock.js'
+import type { Clock } from '../../src/common/clock.js'
 import { SlidingBudget } from '../../src/ratelimit/budget.js'
 import { ProfileBudget } from '../../src/ratelimit/profile-budget.js'
 import { createTestClock } from '../helpers/clock.js'

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { DEFENDER_ENDPOINTS } from '../../src/defender/endpoints.js'
+import { DEFENDER_ENDPOINTS } from '../../src/defender/catalogue.js'
 import { createBudgetKeys } from '../../src/ratelimit/budget-keys.js'
 
 t.test('budget keys: one per app and rule, whatever the profile is called', async (t) => {

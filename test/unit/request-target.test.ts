@@ -1,5 +1,5 @@
 import t from 'tap'
-import { checkRequestTarget } from '../../src/proxy/request-target.js'
+import { checkRequestTarget } from '../../src/inbound/request-target.js'
 
 t.test('origin-form targets pass', async (t) => {
   for (const target of [

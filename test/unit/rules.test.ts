@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import t from 'tap'
-import { compileRules, normalizePath } from '../../src/inbound/rules.js'
+import { compileRules } from '../../src/inbound/rules.js'
+import { normalizePath } from '../../src/common/paths.js'
 import { createKeyVerifier, presentedKey } from '../../src/inbound/client-keys.js'
 
 t.test('rules: * is one segment, ** the rest, GET covers HEAD', async (t) => {

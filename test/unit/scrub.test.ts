@@ -1,5 +1,5 @@
 import t from 'tap'
-import { scrub } from '../../src/observability/scrub.js'
+import { scrub } from '../../src/common/scrub.js'
 
 t.test('scrub removes tokens, URL credentials, bearer values and known secrets', async (t) => {
   t.equal(scrub('got eyJhbGciOi.eyJleHAiOjF9.c2ln back'), 'got [token] back')

@@ -1,13 +1,13 @@
 import { pino, type Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import type { Clock } from './clock.js'
-import type { Config, ProfileConfig } from './config/types.js'
-import { createCredential, type Credential } from './credentials/index.js'
-import { createBudgetKeys } from './ratelimit/budget-keys.js'
-import { ProfileBudget, type RateBudget } from './ratelimit/profile-budget.js'
-import { RedisBudgetStore } from './ratelimit/redis-budget.js'
-import { SharedBudget } from './ratelimit/shared-budget.js'
-import { TokenHolder } from './tokens/token-holder.js'
+import type { Clock } from '../common/clock.js'
+import type { Config, ProfileConfig } from '../config/types.js'
+import { createCredential, type Credential } from '../credentials/index.js'
+import { createBudgetKeys } from '../ratelimit/budget-keys.js'
+import { ProfileBudget, type RateBudget } from '../ratelimit/profile-budget.js'
+import { RedisBudgetStore } from '../ratelimit/redis-budget.js'
+import { SharedBudget } from '../ratelimit/shared-budget.js'
+import { TokenHolder } from '../tokens/token-holder.js'
 
 export interface Profile {
   readonly config: ProfileConfig

@@ -1,8 +1,4 @@
-/** The path of a request target: what comes before its query. */
-export function pathOf (target: string): string {
-  const queryAt = target.indexOf('?')
-  return queryAt === -1 ? target : target.slice(0, queryAt)
-}
+import { pathOf } from '../common/paths.js'
 
 /**
  * The request target must be origin-form, and its path must mean the same to the broker, to
@@ -36,7 +32,17 @@ export function checkRequestTarget (target: string | undefined): string | undefi
     const name = decodeDots(segment.split(';', 1)[0] as string)
     if (name === '.' || name === '..') return 'a dot-segment in the path'
   }
+  if (path.includes('%') && !decodesToUtf8(path)) return 'a percent-encoding that does not decode to UTF-8'
   return undefined
+}
+
+function decodesToUtf8 (path: string): boolean {
+  try {
+    decodeURIComponent(path)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function decodeDots (segment: string): string {

@@ -26,8 +26,12 @@ function defineError<A extends unknown[]> (code: string, statusCode: number, mes
   }
 }
 
-/** Errors that stop the process before it serves: bad settings, unreadable files. */
-export class BrokerStartupError extends Error {
+/**
+ * Errors that are not an answer: a start-up that cannot go on (bad settings, unreadable files),
+ * or a token the broker could not get (shown in /status and the token log line, and answered
+ * as `BrokerTokenUnavailable`).
+ */
+export class BrokerError extends Error {
   readonly code: string
   constructor (code: string, message: string) {
     super(message)
@@ -36,8 +40,8 @@ export class BrokerStartupError extends Error {
   }
 }
 
-function defineConfigError<A extends unknown[]> (code: string, message: (...args: A) => string) {
-  return class extends BrokerStartupError {
+function defineBrokerError<A extends unknown[]> (code: string, message: (...args: A) => string) {
+  return class extends BrokerError {
     constructor (...args: A) {
       super(code, message(...args))
     }
@@ -61,14 +65,47 @@ export interface PauseWords {
 export const BrokerRateLimited = defineError('BrokerRateLimited', 429, (profile: string, seconds: number, pause?: PauseWords) => pause === undefined
   ? `The local budget of profile ${profile} is spent: retry in ${seconds} s.`
   : `The ${pause.budget === 'general' ? 'general budget' : `budget for ${pause.budget}`} of profile ${profile} is paused until ${pause.until} by the Defender API's 429 (${pause.cause}): retry in ${seconds} s.`)
-export const BrokerUpstreamUnreachable = defineError('BrokerUpstreamUnreachable', 502, (origin: string, reason: string) => `The Defender API at ${origin} could not be reached (${reason}): check the network, proxy and upstream settings.`)
+export const BrokerUpstreamUnreachable = defineError('BrokerUpstreamUnreachable', 502, (origin: string, reason: string) => `The Defender API at ${origin} could not be reached: ${reason}. Check the network, proxy and upstream settings.`)
 export const BrokerTokenUnavailable = defineError('BrokerTokenUnavailable', 503, (profile: string, seconds: number) => `No valid token for profile ${profile}: Entra ID did not issue one; retry in ${seconds} s and see /status for the reason.`)
 export const BrokerUpstreamTimeout = defineError('BrokerUpstreamTimeout', 504, (origin: string) => `The Defender API at ${origin} did not answer in time.`)
 
 export const BrokerBadRequest = defineError('BrokerBadRequest', 400, (reason: string) => `The request cannot be forwarded: ${reason}.`)
+export const BrokerRequestTimeout = defineError('BrokerRequestTimeout', 408, () => 'The request cannot be forwarded: it did not arrive in time.')
+export const BrokerExpectationFailed = defineError('BrokerExpectationFailed', 417, () => 'The request cannot be forwarded: it has an Expect header other than 100-continue.')
+export const BrokerHeadersTooLarge = defineError('BrokerHeadersTooLarge', 431, () => 'The request cannot be forwarded: its headers are too large.')
 export const BrokerInternalError = defineError('BrokerInternalError', 500, () => 'The broker failed to handle the request: see its log for the request id.')
 
-export const BrokerConfigInvalid = defineConfigError('BROKER_CONFIG_INVALID', (path: string, problem: string) => `${path}: ${problem}`)
+export const BrokerConfigInvalid = defineBrokerError('BrokerConfigInvalid', (path: string, problem: string) => `${path}: ${problem}`)
+
+export const BrokerTokenTimeout = defineBrokerError('BrokerTokenTimeout', (reason: string) => reason)
+export const BrokerTokenInvalid = defineBrokerError('BrokerTokenInvalid', (reason: string) => reason)
+/** The managed identity endpoint (App Service, IMDS, …) answered the token request with an error. */
+export const BrokerManagedIdentityFailed = defineBrokerError('BrokerManagedIdentityFailed',
+  (origin: string, status: number, reason: string) => `the managed identity endpoint ${origin} answered ${status}: ${reason}`)
+
+/**
+ * A token request that got no answer: refused, reset, an untrusted certificate, a proxy that
+ * said no. Its code is the network failure's (`ECONNREFUSED`, `proxy_refused`, …), which says
+ * more than one code for all of them would.
+ */
+export class BrokerTokenEndpointUnreachable extends BrokerError {
+  constructor (origin: string, failure: { code: string, reason: string }) {
+    super(failure.code, `${origin} could not be reached: ${failure.reason}`)
+  }
+}
+
+/**
+ * The coded error for a request Node or fastify found at fault, by the status they gave it:
+ * 408, 417 and 431 have codes of their own; any other is a 400.
+ */
+export function requestFault (statusCode: number | undefined, reason: string): BrokerHttpError {
+  switch (statusCode) {
+    case 408: return new BrokerRequestTimeout()
+    case 417: return new BrokerExpectationFailed()
+    case 431: return new BrokerHeadersTooLarge()
+    default: return new BrokerBadRequest(reason)
+  }
+}
 
 export function isBrokerHttpError (err: unknown): err is BrokerHttpError {
   return err instanceof BrokerHttpError

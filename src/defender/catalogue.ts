@@ -1,4 +1,4 @@
-import { normalizePath } from '../inbound/rules.js'
+import { compareSpecificity, compilePattern, matchesPattern, segmentsOf, type PathPattern } from '../common/path-pattern.js'
 
 /**
  * The Defender for Endpoint API's endpoints, from Microsoft's API reference
@@ -10,7 +10,7 @@ import { normalizePath } from '../inbound/rules.js'
 
 export interface DefenderEndpoint {
   method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE'
-  /** Lower-case path pattern: `*` one segment, `**` the rest; a segment like `getpackageuri` or `getliveresponseresultdownloadlink(*)` (OData function call: `(*)` matches any parenthesised arguments) */
+  /** Lower-case path pattern (`common/path-pattern.ts`): `*` one segment, `**` the rest, `name(*)` an OData function call with any arguments */
   path: string
   /** Application permissions, any one of which allows the call (as the docs' Permissions table lists them), the one to grant first. */
   permissions: readonly string[]
@@ -268,73 +268,23 @@ export const DEFENDER_ENDPOINTS: readonly DefenderEndpoint[] = Object.freeze(TAB
   ...(endpoint.rateLimit === undefined ? {} : { rateLimit: Object.freeze({ ...endpoint.rateLimit }) })
 })))
 
-/** Segment kinds, ranked: a literal is more specific than a function call, which is more than `*`, then `**`. */
-const LITERAL = 3
-const CALL = 2
-const ONE = 1
-const REST = 0
-
-interface Segment {
-  rank: number
-  text: string
-}
-
 interface Compiled {
   endpoint: DefenderEndpoint
-  segments: Segment[]
-}
-
-function compileSegment (part: string): Segment {
-  if (part === '**') return { rank: REST, text: '' }
-  if (part === '*') return { rank: ONE, text: '' }
-  if (part.endsWith('(*)')) return { rank: CALL, text: part.slice(0, -2) }
-  return { rank: LITERAL, text: part }
+  pattern: PathPattern
 }
 
 const BY_METHOD = new Map<string, Compiled[]>()
 for (const endpoint of DEFENDER_ENDPOINTS) {
-  const compiled = { endpoint, segments: endpoint.path.split('/').slice(1).map(compileSegment) }
   const list = BY_METHOD.get(endpoint.method) ?? []
-  list.push(compiled)
+  list.push({ endpoint, pattern: compilePattern(endpoint.path) })
   BY_METHOD.set(endpoint.method, list)
-}
-
-// An OData function's parentheses may arrive percent-encoded; they are not unreserved, so
-// normalizePath leaves them as they came.
-function decodeParentheses (segment: string): string {
-  return segment.replaceAll('%28', '(').replaceAll('%29', ')')
-}
-
-function matches (pattern: Segment[], path: string[]): boolean {
-  for (let i = 0; i < pattern.length; i++) {
-    const part = pattern[i] as Segment
-    if (part.rank === REST) return true
-    const segment = path[i]
-    if (segment === undefined) return false
-    if (part.rank === LITERAL && segment !== part.text) return false
-    if (part.rank === CALL) {
-      const call = decodeParentheses(segment)
-      if (!call.startsWith(part.text) || !call.endsWith(')')) return false
-    }
-  }
-  return pattern.length === path.length
-}
-
-/** Positive when `a` is more specific than `b`: the first segment where they differ decides. */
-function compareSpecificity (a: Segment[], b: Segment[]): number {
-  const length = Math.max(a.length, b.length)
-  for (let i = 0; i < length; i++) {
-    const difference = (a[i]?.rank ?? -1) - (b[i]?.rank ?? -1)
-    if (difference !== 0) return difference
-  }
-  return 0
 }
 
 const VERSION = /^v\d+(\.\d+)?$/
 
 /** Path segments as the API routes them: an explicit `/api/v1.0/` version and a trailing `/` make no difference. */
 function pathSegments (target: string): string[] {
-  const segments = normalizePath(target).split('/').slice(1)
+  const segments = segmentsOf(target)
   if (segments[0] === 'api' && VERSION.test(segments[1] ?? '')) segments.splice(1, 1)
   if (segments.length > 1 && segments.at(-1) === '') segments.pop()
   return segments
@@ -384,8 +334,8 @@ function lookUp (method: string, target: string): DefenderEndpoint | undefined {
   const path = pathSegments(target)
   let best: Compiled | undefined
   for (const candidate of candidates) {
-    if (!matches(candidate.segments, path)) continue
-    if (best === undefined || compareSpecificity(candidate.segments, best.segments) > 0) best = candidate
+    if (!matchesPattern(candidate.pattern, path)) continue
+    if (best === undefined || compareSpecificity(candidate.pattern, best.pattern) > 0) best = candidate
   }
   return best?.endpoint
 }

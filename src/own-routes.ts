@@ -1,11 +1,10 @@
 import type { FastifyInstance } from 'fastify'
-import type { Clock } from '../clock.js'
-import { BrokerNotFound } from '../errors.js'
-import type { Profile } from '../profiles.js'
-import type { BudgetReport } from '../ratelimit/profile-budget.js'
-import type { BrokerMetrics } from './metrics.js'
-
-export const RESERVED_PATHS = ['/healthz', '/readyz', '/metrics', '/status'] as const
+import type { Clock } from './common/clock.js'
+import { BrokerNotFound } from './common/errors.js'
+import { RESERVED_PATHS } from './common/paths.js'
+import type { Profile } from './runtime/profiles.js'
+import type { BudgetReport } from './ratelimit/profile-budget.js'
+import type { BrokerMetrics } from './observability/metrics.js'
 
 export interface OwnEndpointsOptions {
   profiles: readonly Profile[]

@@ -1,7 +1,7 @@
 import t from 'tap'
 import {
   DEFENDER_ENDPOINTS, GENERAL_RATE_LIMIT, PERMISSION_WORDS, changesState, findEndpoint, missingPermission
-} from '../../src/defender/endpoints.js'
+} from '../../src/defender/catalogue.js'
 
 function pathOf (method: string, target: string): string | undefined {
   const endpoint = findEndpoint(method, target)
