@@ -68,7 +68,7 @@ t.test('/healthz is always 200; /readyz is 503 with reasons until the first toke
   clock.tick(10_000)
   const [, retryAt] = await failed as [TokenFailure, number]
   await health('after the token request failed')
-  await ready('after the token request failed', 503, { status: 'not ready', reasons: { default: 'no token yet: timeout' } })
+  await ready('after the token request failed', 503, { status: 'not ready', reasons: { default: 'no token yet: BrokerTokenTimeout' } })
 
   stack.simulator.entra.setMode('ok')
   const acquired = once(holder, 'acquired')

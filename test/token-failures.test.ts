@@ -166,7 +166,7 @@ t.test('a token endpoint that hangs', SCENARIO, async (t) => {
       }
       t.equal(stack.simulator.entra.tokenRequests, 1, 'the 20 waiting requests shared the one token request')
       t.equal(stack.simulator.defender.requests.length, 0, 'nothing reached the API')
-      t.strictSame((await call(stack, '/readyz')).json, { status: 'not ready', reasons: { default: 'no token yet: timeout' } })
+      t.strictSame((await call(stack, '/readyz')).json, { status: 'not ready', reasons: { default: 'no token yet: BrokerTokenTimeout' } })
     })
   }
 })
