@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib'
 import type { Clock } from '../clock.js'
 import type { AccessTokenClaims } from './entra.js'
 import { closeServer, listen, originFor, readBody, sendJson } from './http.js'
-import { SAMPLE_TENANT_ID, createIsolateAction, createSampleData, runAdvancedQuery } from './sample-data.js'
+import { SAMPLE_TENANT_ID, createMachineAction, createSampleData, runAdvancedQuery } from './sample-data.js'
 import type { Machine, MachineAction, SampleData } from './sample-data.js'
 
 export type { MachineAction } from './sample-data.js'
@@ -230,7 +230,7 @@ class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
     if (typeof comment !== 'string' || comment.trim() === '' || typeof isolationType !== 'string' || !ISOLATION_TYPES.has(isolationType)) {
       return this.#error(ctx.res, 400, 'InvalidRequestBody', 'Request body is incorrect: send {"Comment": "<why>", "IsolationType": "Full" | "Selective"}.', ctx.requestId)
     }
-    const action = createIsolateAction(machine, ctx.claims.appid, comment, isolationType, this.#clock.now())
+    const action = createMachineAction({ machine, type: 'Isolate', requestor: ctx.claims.appid, comment, scope: isolationType, nowMs: this.#clock.now() })
     this.machineActions.push(action)
     sendJson(ctx.res, 201, { '@odata.context': `${this.url}/api/$metadata#MachineActions/$entity`, ...action }, {}, ODATA_JSON)
   }
