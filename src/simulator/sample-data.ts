@@ -261,6 +261,13 @@ const DETECTIONS: Array<[string, string, Severity, string, string | null, string
 
 const USERS = ['adele.vance', 'megan.bowen', 'lee.gu', 'svc-backup', 'alex.wilber', 'nestor.wilke', 'pradeep.gupta', 'isaiah.langer']
 const FILE_NAMES = ['invoice.docm', 'mimikatz.exe', 'update.ps1', 'svchost32.exe', 'payload.dll', 'setup.msi', 'tool.bat', 'report.xlsm', 'agent.exe', 'loader.js']
+/** Evidence properties are all present, null where they do not apply. */
+const NO_EVIDENCE = Object.fromEntries([
+  'sha1', 'sha256', 'fileName', 'filePath', 'processId', 'processCommandLine', 'processCreationTime', 'parentProcessId',
+  'parentProcessCreationTime', 'parentProcessFileName', 'parentProcessFilePath', 'ipAddress', 'url', 'registryKey',
+  'registryHive', 'registryValueType', 'registryValue', 'accountName', 'domainName', 'userSid', 'aadUserId',
+  'userPrincipalName', 'detectionStatus'
+].map((key) => [key, null])) as Omit<Evidence, 'entityType' | 'evidenceCreationTime'>
 const MINUTE_MS = 60 * 1000
 const HOUR_MS = 60 * MINUTE_MS
 const DAY_MS = 24 * HOUR_MS
@@ -396,13 +403,7 @@ function createAlert (random: Random, at: (msAgo: number) => string, i: number, 
 function createEvidence (random: Random, alert: Alert, files: readonly SampleFile[]): Evidence[] {
   const file = random.pick(files)
   const time = alert.firstEventTime
-  const empty: Evidence = {
-    entityType: 'File', evidenceCreationTime: time, sha1: null, sha256: null, fileName: null, filePath: null, processId: null,
-    processCommandLine: null, processCreationTime: null, parentProcessId: null, parentProcessCreationTime: null,
-    parentProcessFileName: null, parentProcessFilePath: null, ipAddress: null, url: null, registryKey: null, registryHive: null,
-    registryValueType: null, registryValue: null, accountName: null, domainName: null, userSid: null, aadUserId: null,
-    userPrincipalName: null, detectionStatus: null
-  }
+  const empty: Evidence = { entityType: 'File', evidenceCreationTime: time, ...NO_EVIDENCE }
   const user = alert.relatedUser?.userName ?? 'adele.vance'
   const items: Evidence[] = [
     { ...empty, entityType: 'File', sha1: file.sha1, sha256: file.sha256, fileName: file.fileName, filePath: `C:\\Users\\${user}\\Downloads`, detectionStatus: random.pick(['Detected', 'Blocked', 'Prevented']) },
