@@ -118,9 +118,9 @@ export interface MachineAction {
   computerDnsName: string
   creationDateTimeUtc: string
   lastUpdateDateTimeUtc: string
-  cancellationRequestor: null
-  cancellationComment: null
-  cancellationDateTimeUtc: null
+  cancellationRequestor: string | null
+  cancellationComment: string | null
+  cancellationDateTimeUtc: string | null
   errorHResult: number
   scope: string | null
   externalId: string | null
