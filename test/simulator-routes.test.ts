@@ -3,7 +3,7 @@ import { findEndpoint } from '../src/defender/endpoints.js'
 import { ACTION_DONE_MS, ACTION_PENDING_MS, createTestPki, startSimulator } from '../src/simulator/index.js'
 import { ALL_ROLES } from './helpers/broker.js'
 import { createTestClock } from './helpers/clock.js'
-import { defenderClient } from './helpers/defender-client.js'
+import { defenderClient, samplePath } from './helpers/defender-client.js'
 
 const pki = await createTestPki()
 const clock = createTestClock()
@@ -16,33 +16,10 @@ const alert = data.alerts.find((a) => a.machineId !== machine.id && data.logonUs
 const file = data.files[0]!
 const cve = data.softwareVulnerabilities[0]!.cveId
 const software = data.software[0]!
-const indicator = data.indicators[0]!
 const investigation = data.investigations[0]!
 const ipAlert = data.alerts.find((a) => data.evidence.get(a.id)?.some((e) => e.entityType === 'Ip'))!
 const ip = data.evidence.get(ipAlert.id)!.find((e) => e.entityType === 'Ip')!.ipAddress!
 const ZERO = '0000000000000000000000000000000000000000'
-
-/** A concrete path for a route of the simulator's table. */
-function samplePath (path: string): string {
-  const id = path.startsWith('/api/alerts')
-    ? alert.id
-    : path.startsWith('/api/machineactions')
-      ? data.machineActions[0]!.id
-      : path.startsWith('/api/machines')
-        ? machine.id
-        : path.startsWith('/api/files')
-          ? file.sha1
-          : path.startsWith('/api/ips')
-            ? ip
-            : path.startsWith('/api/users')
-              ? 'adele.vance'
-              : path.startsWith('/api/vulnerabilities')
-                ? cve
-                : path.startsWith('/api/software')
-                  ? software.id
-                  : path.startsWith('/api/indicators') ? indicator.id : investigation.id
-  return path.replace('{id}', id).replace('findbyip(*)', `findbyip(ip='${machine.lastIpAddress}',timestamp=${machine.lastSeen})`)
-}
 
 t.test('each route answers with the API\'s shape', async (t) => {
   const ids = (answer: { body: { value: Array<{ id: string }> } }) => answer.body.value.map((item) => item.id)
@@ -142,7 +119,7 @@ t.test('/api/v1.0, any case and a trailing slash reach the same route', async (t
 t.test('each route refuses a token without its permissions with the API\'s 403, and agrees with the broker\'s catalogue', async (t) => {
   const none = defenderClient(sim, [])
   for (const route of sim.defender.routes()) {
-    const path = samplePath(route.path)
+    const path = samplePath(data, route.path)
     const answer = await none(path, { method: route.method as 'GET', body: route.method === 'GET' ? undefined : '{}' })
     t.equal(answer.status, 403, `${route.method} ${path}`)
     t.strictSame(answer.body, {

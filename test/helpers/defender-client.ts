@@ -1,5 +1,5 @@
 import { getGlobalDispatcher, type Dispatcher } from 'undici'
-import type { Simulator } from '../../src/simulator/index.js'
+import type { SampleData, Simulator } from '../../src/simulator/index.js'
 
 export interface ApiAnswer {
   status: number
@@ -40,4 +40,25 @@ export async function walk (call: (path: string) => Promise<ApiAnswer>, first: s
     if (next !== undefined) links.push(next)
   }
   return { items, links }
+}
+
+/** A concrete path for a route of the simulator's table (`/api/machines/{id}/alerts`), with ids of its sample data. */
+export function samplePath (data: SampleData, path: string): string {
+  const machine = data.machines[3]
+  const alert = data.alerts[0]
+  const ip = [...data.evidence.values()].flat().find((item) => item.entityType === 'Ip')?.ipAddress ?? '10.0.0.1'
+  const ids: Array<[string, string | undefined]> = [
+    ['/api/alerts', alert?.id],
+    ['/api/machineactions', data.machineActions[0]?.id],
+    ['/api/machines', machine?.id],
+    ['/api/files', data.files[0]?.sha1],
+    ['/api/ips', ip],
+    ['/api/users', 'adele.vance'],
+    ['/api/vulnerabilities', data.softwareVulnerabilities[0]?.cveId],
+    ['/api/software', data.software[0]?.id],
+    ['/api/indicators', data.indicators[0]?.id],
+    ['/api/investigations', data.investigations[0]?.id]
+  ]
+  const id = ids.find(([prefix]) => path.startsWith(prefix))?.[1] ?? ''
+  return path.replace('{id}', id).replace('findbyip(*)', `findbyip(ip='${machine?.lastIpAddress ?? ''}',timestamp=${machine?.lastSeen ?? ''})`)
 }
