@@ -1,5 +1,5 @@
 import type { Random } from './random.js'
-import type { Machine } from './sample-data.js'
+import type { Machine } from './sample-types.js'
 
 /** The vulnerability management side of the sample tenant: software, CVEs, and the per-device exports. */
 export interface SampleTvm {
