@@ -32,6 +32,7 @@ t.test('each route answers with the API\'s shape', async (t) => {
     [`/api/alerts/${alert.id}/domains`, 200, (body) => t.ok(Array.isArray(body.value))],
     [`/api/alerts/${alert.id}/user`, 200, (body) => t.match(body, { accountName: alert.relatedUser?.userName, accountDomain: 'contoso' })],
     [`/api/machines/${machine.id}`, 200, (body) => t.match(body, { id: machine.id, computerDnsName: 'dc-01.contoso.local', machineTags: ['Tier0'] })],
+    ['/api/machines/DC-01.contoso.local', 200, (body) => t.match(body, { id: machine.id }, 'a machine by its computer name')],
     [`/api/machines/${machine.id}/alerts`, 200, (body) => t.strictSame(body.value.map((a: { id: string }) => a.id), list(data.alerts.filter((a) => a.machineId === machine.id)))],
     [`/api/machines/${machine.id}/software`, 200, (body) => t.strictSame(body.value.map((s: { id: string }) => s.id).sort(),
       [...new Set(data.softwareInventory.filter((row) => row.deviceId === machine.id).map((row) => `${row.softwareVendor}-_-${row.softwareName}`))].sort())],

@@ -8,8 +8,11 @@ const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)
 const FIND_WINDOW_MS = 15 * 60 * 1000
 const FIND_HORIZON_MS = 30 * 24 * 60 * 60 * 1000
 
+/** A machine by its id or, as the API also takes, its computer DNS name. */
 function machineOf (ctx: RouteContext): Machine {
-  return byId(ctx.state.data.machines, ctx.params[0] ?? '', 'Machine')
+  const key = (ctx.params[0] ?? '').toLowerCase()
+  return ctx.state.data.machines.find((machine) => machine.computerDnsName.toLowerCase() === key) ??
+    byId(ctx.state.data.machines, ctx.params[0] ?? '', 'Machine')
 }
 
 export function machineList (ctx: RouteContext, machines: readonly Machine[]) {
