@@ -1,5 +1,7 @@
 import t from 'tap'
 import { request } from 'undici'
+import { createSampleData } from '../src/simulator/sample-data.js'
+import { DEMO_PAGE_SIZE } from '../src/simulator/index.js'
 import { acceptsConnections, cliEnv, logLines, spawnCli } from './helpers/spawn.js'
 
 t.test('demo: ready-to-paste curl lines, a working broker, a clean exit', async (t) => {
@@ -27,10 +29,25 @@ t.test('demo: ready-to-paste curl lines, a working broker, a clean exit', async 
   const alerts = await request(`${url}/api/alerts`)
   const body = await alerts.body.json() as { value?: unknown[], '@odata.nextLink'?: string }
   t.equal(alerts.statusCode, 200, 'GET /api/alerts: 200')
-  t.ok(Array.isArray(body.value) && body.value.length > 0, 'a value array of alerts')
+  t.equal(body.value?.length, DEMO_PAGE_SIZE, 'a page of alerts at the demo\'s page size')
   const nextLink = body['@odata.nextLink']
   t.type(nextLink, 'string', 'an @odata.nextLink: more pages')
   t.equal(String(nextLink).split('/api/')[0], url, '@odata.nextLink points at the broker, not the upstream')
+
+  // The printed $filter example, run as printed: the machines the sample data says, no others.
+  const filtered = /^ {2}curl '(http:\/\/127\.0\.0\.1:\d+\/api\/machines\?\$filter=[^']+)'$/m.exec(ready)?.[1]
+  t.ok(filtered, 'a curl line with a $filter on machines')
+  const example = new URL(filtered ?? url)
+  t.equal(example.searchParams.get('$filter'), "osPlatform eq 'Windows11' and healthStatus eq 'Active'", 'the example\'s filter')
+  const top = Number(example.searchParams.get('$top'))
+  const expected = createSampleData(Date.now()).machines
+    .filter((machine) => machine.osPlatform === 'Windows11' && machine.healthStatus === 'Active')
+  t.ok(expected.length > top, 'the sample data has more matching machines than the example asks for')
+  const machines = await request(filtered ?? url)
+  const page = await machines.body.json() as { value: Array<{ id: string, osPlatform: string, healthStatus: string }>, '@odata.nextLink'?: string }
+  t.equal(machines.statusCode, 200, 'the $filter example: 200')
+  t.strictSame(page.value.map((machine) => machine.id), expected.slice(0, top).map((machine) => machine.id), 'the first matching machines of the sample data')
+  t.notOk('@odata.nextLink' in page, 'an explicit $top under the page size: no nextLink')
 
   const readyz = await request(`${url}/readyz`)
   await readyz.body.dump()
