@@ -1,5 +1,5 @@
 import t from 'tap'
-import { findEndpoint } from '../src/defender/endpoints.js'
+import { findEndpoint } from '../src/defender/catalogue.js'
 import { ACTION_DONE_MS, ACTION_PENDING_MS, createTestPki, startSimulator } from '../src/simulator/index.js'
 import { ALL_ROLES } from './helpers/broker.js'
 import { createTestClock } from './helpers/clock.js'

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js'
+import type { Clock } from '../common/clock.js'
 import type { AccessTokenClaims } from './entra.js'
 import { ODataError } from './odata.js'
 import type { EntityShape } from './odata.js'
