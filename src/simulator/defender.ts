@@ -7,14 +7,15 @@ import type { Clock } from '../common/clock.js'
 import type { AccessTokenClaims } from './entra.js'
 import { closeServer, listen, originFor, readBody, sendJson } from './http.js'
 import { allows, forbiddenMessage } from './permissions.js'
-import { asApiError, badRequest, compileRoutes, findRoute, jsonBody } from './router.js'
-import type { Reply, Route, RouteContext, RouteDefinition, SimulatorState } from './router.js'
+import { asApiError, compileRoutes, findRoute } from './router.js'
+import type { Reply, Route, RouteContext, SimulatorState } from './router.js'
 import { ACTION_ROUTES } from './routes-actions.js'
 import { ALERT_ROUTES } from './routes-alerts.js'
+import { HUNTING_ROUTES } from './routes-hunting.js'
 import { INDICATOR_ROUTES } from './routes-indicators.js'
 import { MACHINE_ROUTES } from './routes-machines.js'
 import { TVM_ROUTES } from './routes-tvm.js'
-import { SAMPLE_TENANT_ID, createSampleData, runAdvancedQuery } from './sample-data.js'
+import { SAMPLE_TENANT_ID, createSampleData } from './sample-data.js'
 import type { MachineAction, SampleData } from './sample-data.js'
 
 export type { MachineAction } from './sample-data.js'
@@ -89,8 +90,7 @@ class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
     this.#perMinute = options.perMinute ?? DEFAULT_PER_MINUTE
     this.data = createSampleData(this.#clock.now(), options.tenantId ?? SAMPLE_TENANT_ID)
     this.#state = { url, data: this.data, clock: this.#clock, pageSize: options.pageSize, machineActions: this.machineActions }
-    const hunting: RouteDefinition = { method: 'POST', path: '/api/advancedqueries/run', handle: (ctx) => this.#hunt(ctx) }
-    this.#routes = compileRoutes([...ALERT_ROUTES, ...MACHINE_ROUTES, ...ACTION_ROUTES, ...TVM_ROUTES, ...INDICATOR_ROUTES, hunting])
+    this.#routes = compileRoutes([...ALERT_ROUTES, ...MACHINE_ROUTES, ...ACTION_ROUTES, ...TVM_ROUTES, ...INDICATOR_ROUTES, ...HUNTING_ROUTES])
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       this.#handle(req, res).catch(() => {
         if (!res.headersSent) sendJson(res, 500, errorBody('InternalServerError', 'The simulator failed to answer.', randomUUID()))
@@ -188,12 +188,6 @@ class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
     }
     spent.push(now)
     return 0
-  }
-
-  #hunt (ctx: RouteContext): Reply {
-    const query = jsonBody(ctx.body, '{"Query": "<KQL>"}')['Query']
-    if (typeof query !== 'string' || query.trim() === '') throw badRequest('Request body is incorrect: send {"Query": "<KQL>"}.', 'InvalidRequestBody')
-    return { status: 200, body: runAdvancedQuery(this.data.machines, query) }
   }
 
   #sendForced (res: ServerResponse, status: number, response: ForcedResponse, requestId: string): void {

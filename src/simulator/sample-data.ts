@@ -338,33 +338,6 @@ function scopeOf (type: MachineActionType): string | null {
   return null
 }
 
-/** A canned advanced hunting answer: one DeviceInfo-like row per machine, honouring `take`/`limit`. */
-export function runAdvancedQuery (machines: readonly Machine[], query: string): Record<string, unknown> {
-  const take = /\|\s*(?:take|limit)\s+(\d+)/i.exec(query)?.[1]
-  const rows = machines.slice(0, take === undefined ? undefined : Number(take)).map((machine) => ({
-    Timestamp: machine.lastSeen,
-    DeviceId: machine.id,
-    DeviceName: machine.computerDnsName,
-    OSPlatform: machine.osPlatform,
-    PublicIP: machine.lastExternalIpAddress
-  }))
-  return {
-    Stats: {
-      ExecutionTime: 0.0156,
-      resource_usage: { cache: { memory: { hits: 12, misses: 0, total: 12 } } },
-      dataset_statistics: [{ table_row_count: rows.length, table_size: rows.length * 180 }]
-    },
-    Schema: [
-      { Name: 'Timestamp', Type: 'DateTime' },
-      { Name: 'DeviceId', Type: 'String' },
-      { Name: 'DeviceName', Type: 'String' },
-      { Name: 'OSPlatform', Type: 'String' },
-      { Name: 'PublicIP', Type: 'String' }
-    ],
-    Results: rows
-  }
-}
-
 function digest (seed: string, length: number): string {
   return createHash('sha256').update(seed).digest('hex').slice(0, length)
 }
