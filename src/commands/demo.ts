@@ -47,6 +47,8 @@ The demo broker is ready at ${base}: try, from another terminal,
   curl ${base}/api/alerts
   curl '${base}/api/machines?$filter=osPlatform+eq+%27Windows11%27+and+healthStatus+eq+%27Active%27&$top=3'
   curl '${base}/api/alerts?$filter=severity+eq+%27High%27&$orderby=alertCreationTime+desc&$top=5&$expand=evidence'
+  curl -X POST ${base}/api/advancedqueries/run -H 'content-type: application/json' \\
+       -d '{"Query":"AlertInfo | where Severity == \\"High\\" | summarize count() by Category | order by count_ desc"}'
   curl -X POST ${base}/api/machines/${simulator.sampleMachineId}/isolate \\
        -H 'content-type: application/json' -d '{"Comment":"demo","IsolationType":"Selective"}'
   curl ${base}/status
