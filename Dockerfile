@@ -12,7 +12,8 @@ RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     BROKER_HOST=0.0.0.0 \
-    BROKER_PORT=8080
+    BROKER_PORT=8080 \
+    BROKER_STATE_DIR=/var/lib/defender-token-broker
 WORKDIR /app
 COPY --from=build /app/package.json /app/package-lock.json ./
 # The bundle holds the broker and nearly all it uses; yaml, ioredis and pino-pretty come from
@@ -20,6 +21,10 @@ COPY --from=build /app/package.json /app/package-lock.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/bin ./dist/bin
 COPY config ./config
+# What the broker makes once and must find again (the egress proxy's CA, the broker-token key):
+# a volume, owned by the broker's user, so a restart or a new image keeps it.
+RUN mkdir -p /var/lib/defender-token-broker && chown node:node /var/lib/defender-token-broker && chmod 700 /var/lib/defender-token-broker
+VOLUME /var/lib/defender-token-broker
 USER node
 EXPOSE 8080
 # Node itself probes: the image has no curl.

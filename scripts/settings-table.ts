@@ -12,7 +12,8 @@ interface SchemaNode {
   anyOf?: SchemaNode[]
 }
 
-export const README_FILE = 'README.md'
+/** The document that holds the generated table, between the two markers. */
+export const SETTINGS_DOC = 'docs/configuration.md'
 const START = '<!-- settings:start (generated from src/config/schema.ts by `npm run docs`) -->'
 const END = '<!-- settings:end -->'
 
@@ -24,6 +25,10 @@ function typeOf (node: SchemaNode): string {
   if (node.anyOf?.every((alt) => alt.const !== undefined)) return node.anyOf.map((alt) => String(alt.const)).join(' \\| ')
   if (node.type === 'array') return `list of ${node.items?.type ?? 'values'}`
   return node.type ?? ''
+}
+
+function defaultOf (node: SchemaNode): string {
+  return node.default === undefined ? '' : `\`${JSON.stringify(node.default)}\``
 }
 
 function rows (node: SchemaNode, path: string, out: string[]): void {
@@ -45,30 +50,30 @@ function rows (node: SchemaNode, path: string, out: string[]): void {
       const kind = alt.properties?.type?.const
       for (const [name, child] of Object.entries(alt.properties ?? {})) {
         if (name === 'type') continue
-        out.push(`| \`${path}.${name}\` (${String(kind)}) | ${typeOf(child)} | | ${cell(child.description ?? '')} |`)
+        out.push(`| \`${path}.${name}\` (${String(kind)}) | ${typeOf(child)} | ${defaultOf(child)} | ${cell(child.description ?? '')} |`)
       }
     }
     return
   }
-  const value = node.default === undefined ? '' : `\`${JSON.stringify(node.default)}\``
-  out.push(`| \`${path}\` | ${typeOf(node)} | ${value} | ${cell(node.description ?? '')} |`)
+  out.push(`| \`${path}\` | ${typeOf(node)} | ${defaultOf(node)} | ${cell(node.description ?? '')} |`)
 }
 
-/** The README's settings table, one row per setting of the config file. */
+/** The settings table of docs/configuration.md, one row per setting of the config file. */
 export function settingsTable (): string {
   const out = ['| setting | type | default | meaning |', '| --- | --- | --- | --- |']
   rows(ConfigFileSchema as unknown as SchemaNode, '', out)
   return `${START}\n${out.join('\n')}\n${END}`
 }
 
-export function readmeWithTable (readme: string): string {
-  const start = readme.indexOf(START)
-  const end = readme.indexOf(END)
-  if (start === -1 || end === -1) throw new Error(`README.md lacks the ${START} … ${END} markers`)
-  return readme.slice(0, start) + settingsTable() + readme.slice(end + END.length)
+/** The document with its table replaced by the one the schema gives. */
+export function withSettingsTable (doc: string): string {
+  const start = doc.indexOf(START)
+  const end = doc.indexOf(END)
+  if (start === -1 || end === -1) throw new Error(`${SETTINGS_DOC} lacks the ${START} … ${END} markers`)
+  return doc.slice(0, start) + settingsTable() + doc.slice(end + END.length)
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  writeFileSync(README_FILE, readmeWithTable(readFileSync(README_FILE, 'utf8')))
-  console.log(`updated the settings table in ${README_FILE}`)
+  writeFileSync(SETTINGS_DOC, withSettingsTable(readFileSync(SETTINGS_DOC, 'utf8')))
+  console.log(`updated the settings table in ${SETTINGS_DOC}`)
 }

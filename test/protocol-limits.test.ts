@@ -82,7 +82,7 @@ t.test('the server runs with the documented limits', async (t) => {
     maxConnections: 256,
     unauthenticatedIdleTimeoutMs: 5_000,
     bufferedBody: 1024 * 1024
-  }, 'the values the README documents')
+  }, 'the values docs/security.md documents')
 })
 
 t.test('20 KiB of headers: 431 in the API\'s error shape, nothing forwarded', async (t) => {

@@ -15,6 +15,8 @@ export interface BrokerEnvironment {
   readonly logLevel?: LogLevel
   /** Absolute path of BROKER_CA_FILE. */
   readonly caFile?: string
+  /** Absolute path of BROKER_STATE_DIR. */
+  readonly stateDir?: string
   readonly allowUnauthenticated?: boolean
   /** AZURE_AUTHORITY_HOST as an origin: it overrides every profile's authority host. */
   readonly authorityHost?: string
@@ -93,6 +95,8 @@ export function readBrokerEnvironment (env: Environment, cwd: string): BrokerEnv
   }
   const caFile = envValue(env, 'BROKER_CA_FILE')
   if (caFile !== undefined) result.caFile = resolve(cwd, caFile)
+  const stateDir = envValue(env, 'BROKER_STATE_DIR')
+  if (stateDir !== undefined) result.stateDir = resolve(cwd, stateDir)
   const allow = envValue(env, 'BROKER_ALLOW_UNAUTHENTICATED')
   if (allow !== undefined) {
     const flag = allow.toLowerCase()

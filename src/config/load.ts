@@ -26,6 +26,7 @@ import {
   type ConfigFile
 } from './schema.js'
 import { readCaFile } from './secret-files.js'
+import { defaultStateDir } from './state-dir.js'
 import type { Config } from './types.js'
 import { assertMatchesSchema, dottedPath } from './validate.js'
 
@@ -92,6 +93,7 @@ export function loadConfig (options: LoadConfigOptions): Config {
     audit: settings.audit?.file === undefined ? {} : { file: checkAuditFile(resolve(fileDir, settings.audit.file)) },
     ...(extraCaPem === undefined ? {} : { extraCaPem }),
     allowUnauthenticated: broker.allowUnauthenticated ?? settings.allowUnauthenticated ?? false,
+    stateDir: broker.stateDir ?? (settings.stateDir === undefined ? defaultStateDir(env) : resolve(fileDir, settings.stateDir)),
     source: file?.path ?? 'environment'
   }
   return deepFreeze(config)

@@ -252,6 +252,7 @@ export const ConfigFileSchema = Type.Object({
     ))
   }, { ...strict, description: 'Audit trail of the requests that change state.' })),
   caFile: Type.Optional(filePath('PEM file of extra CA certificates trusted for outbound TLS (e.g. a TLS-inspecting proxy). BROKER_CA_FILE overrides it.')),
+  stateDir: Type.Optional(filePath('Directory where the broker keeps what it makes once and must find again after a restart: the egress proxy\'s CA and the key that signs broker tokens (mode 0700, files 0600). BROKER_STATE_DIR overrides it. Default: $XDG_STATE_HOME/defender-token-broker, else ~/.local/state/defender-token-broker.')),
   allowUnauthenticated: Type.Optional(Type.Boolean({
     default: false,
     description: 'Accept listening on a non-loopback address with no clients. BROKER_ALLOW_UNAUTHENTICATED overrides it.'

@@ -118,6 +118,8 @@ export interface Config {
   /** PEM text of extra CAs trusted for outbound TLS (BROKER_CA_FILE). */
   readonly extraCaPem?: string
   readonly allowUnauthenticated: boolean
+  /** Where what the broker makes once is kept (see `state-dir.ts`); absolute. */
+  readonly stateDir: string
   /** Where the config came from, for the start-up log: a file name or `environment`. */
   readonly source: string
 }

@@ -1,3 +1,4 @@
+import { BrokerMissingPermission } from '../common/errors.js'
 import { compareSpecificity, compilePattern, matchesPattern, segmentsOf, type PathPattern } from '../common/path-pattern.js'
 
 /**
@@ -338,6 +339,13 @@ function lookUp (method: string, target: string): DefenderEndpoint | undefined {
     if (best === undefined || compareSpecificity(candidate.pattern, best.pattern) > 0) best = candidate
   }
   return best?.endpoint
+}
+
+/** Refuses, before the API is called, what a token with these `roles` cannot do. */
+export function assertPermitted (endpoint: DefenderEndpoint | undefined, roles: readonly string[]): void {
+  if (endpoint === undefined) return
+  const missing = missingPermission(endpoint, roles)
+  if (missing !== undefined) throw new BrokerMissingPermission(endpoint.action, missing)
 }
 
 /**

@@ -1,7 +1,12 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
 
-export interface ConnectionDrain {
+export interface Connections {
+  /**
+   * A request arrived on `socket`: returns what to call once its response is done (closed,
+   * finished or cut off), which the request's one 'close' listener does.
+   */
+  requestStarted: (socket: Socket) => () => void
   /**
    * Shutdown has begun: connections with no request in progress are closed now, the others as
    * soon as their last response is done.
@@ -52,7 +57,7 @@ export function markAuthenticated (socket: Socket): void {
  * is busy is the new one closed. With client keys, a connection that has not presented one is
  * also closed after `unauthenticatedIdleTimeoutMs` with nothing in progress.
  */
-export function trackConnections (server: Server, policy: ConnectionPolicy): ConnectionDrain {
+export function trackConnections (server: Server, policy: ConnectionPolicy): Connections {
   // In the order they were accepted: the first found is the oldest.
   const sockets = new Set<TrackedSocket>()
   const shortIdle = policy.keysRequired ? policy.unauthenticatedIdleTimeoutMs : 0
@@ -90,22 +95,20 @@ export function trackConnections (server: Server, policy: ConnectionPolicy): Con
     if (shortIdle > 0) socket.setTimeout(shortIdle)
     socket.once('close', () => sockets.delete(socket))
   })
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const socket = req.socket as TrackedSocket
-    const state = socket[STATE]
-    if (state === undefined) return
-    state.inProgress++
-    // The short idle timeout is an idle one: a request in progress has Node's timeouts.
-    if (shortIdle > 0 && !state.authenticated) socket.setTimeout(0)
-    res.once('close', () => {
-      if (--state.inProgress > 0) return
-      if (draining) socket.destroySoon()
-      // After Node's own keep-alive timeout is set, which comes with 'finish'.
-      else if (shortIdle > 0 && !state.authenticated && !socket.destroyed) socket.setTimeout(shortIdle)
-    })
-  })
-
   return {
+    requestStarted (socket: TrackedSocket) {
+      const state = socket[STATE]
+      if (state === undefined) return noop
+      state.inProgress++
+      // The short idle timeout is an idle one: a request in progress has Node's timeouts.
+      if (shortIdle > 0 && !state.authenticated) socket.setTimeout(0)
+      return () => {
+        if (--state.inProgress > 0) return
+        if (draining) socket.destroySoon()
+        // After Node's own keep-alive timeout is set, which comes with 'finish'.
+        else if (shortIdle > 0 && !state.authenticated && !socket.destroyed) socket.setTimeout(shortIdle)
+      }
+    },
     closeIdle () {
       draining = true
       for (const socket of sockets) {
@@ -114,3 +117,5 @@ export function trackConnections (server: Server, policy: ConnectionPolicy): Con
     }
   }
 }
+
+function noop (): void {}

@@ -3,13 +3,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream'
 import { BrokerBadRequest, BrokerBadRequestTarget, type BrokerHttpError } from '../common/errors.js'
 import { pathOf, RESERVED_PATHS } from '../common/paths.js'
-import { trackConnections, type ConnectionDrain } from './connections.js'
+import { trackConnections, type Connections } from './connections.js'
 import { applyConnectionLimits, serverOptions, type ServerLimits } from './limits.js'
 import { parserRefusal, protocolViolation, refusedMethod, responseOutstanding, unmetExpectation, upgradeRefusal } from './protocol.js'
 import type { Refusals } from './refusal.js'
 import { checkRequestTarget } from './request-target.js'
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void
+/** `done` is called once the response is done, by the response's one 'close' listener. */
+type ForwardingHandler = (req: IncomingMessage, res: ServerResponse, done: () => void) => void
 
 export interface FrontDoorOptions {
   limits: ServerLimits
@@ -17,7 +19,7 @@ export interface FrontDoorOptions {
   keysRequired: boolean
   refusals: Refusals
   /** The forwarding pipeline: every path that is not one of the broker's own. */
-  forward: Handler
+  forward: ForwardingHandler
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -40,7 +42,7 @@ export class FrontDoor {
   /** The refusal says `connection: close`, so no request pipelined behind it may run (RFC 9112 9.6). */
   readonly #refused = new WeakSet<object>()
   readonly #options: FrontDoorOptions
-  #connections: ConnectionDrain | undefined
+  #connections: Connections | undefined
 
   constructor (options: FrontDoorOptions) {
     this.#options = options
@@ -51,23 +53,29 @@ export class FrontDoor {
     const { limits, refusals, forward } = this.#options
     const server = createServer(serverOptions(limits), (req, res) => {
       if (this.#refused.has(req.socket)) return
+      const done = connections.requestStarted(req.socket)
       const refusal = preRoutingRefusal(req)
       if (refusal !== undefined) {
-        this.#refuse(refusal, req, res)
-        return
+        this.#refuse(refusal, req, res, done)
+      } else if (OWN_PATHS.has(pathOf(req.url as string))) {
+        res.once('close', done)
+        ownEndpoints(req, res)
+      } else {
+        forward(req, res, done)
       }
-      if (OWN_PATHS.has(pathOf(req.url as string))) ownEndpoints(req, res)
-      else forward(req, res)
     })
     server.on('upgrade', (req: IncomingMessage, socket: Duplex) => refusals.refuseSocket(upgradeRefusal(), socket, req))
     // Without a listener Node would drop a CONNECT's connection unanswered.
     server.on('connect', (req: IncomingMessage, socket: Duplex) => refusals.refuseSocket(refusedMethod('CONNECT') as BrokerHttpError, socket, req))
-    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => this.#refuse(unmetExpectation(), req, res))
-    this.#connections = trackConnections(server, {
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      this.#refuse(unmetExpectation(), req, res, connections.requestStarted(req.socket))
+    })
+    const connections = trackConnections(server, {
       maxConnections: limits.maxConnections,
       unauthenticatedIdleTimeoutMs: limits.unauthenticatedIdleTimeoutMs,
       keysRequired: this.#options.keysRequired
     })
+    this.#connections = connections
     return applyConnectionLimits(server, limits)
   }
 
@@ -88,9 +96,9 @@ export class FrontDoor {
     this.#connections?.closeIdle()
   }
 
-  #refuse (refusal: BrokerHttpError, req: IncomingMessage, res: ServerResponse): void {
+  #refuse (refusal: BrokerHttpError, req: IncomingMessage, res: ServerResponse, done: () => void): void {
     this.#refused.add(req.socket)
-    this.#options.refusals.refuseRequest(refusal, req, res, requestId(req))
+    this.#options.refusals.refuseRequest(refusal, req, res, requestId(req), done)
   }
 }
 

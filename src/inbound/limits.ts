@@ -1,7 +1,7 @@
 import type { Server, ServerOptions } from 'node:http'
 
 /**
- * What one client may cost the broker. The README's Security section gives the reason for
+ * What one client may cost the broker. docs/security.md (Server limits) gives the reason for
  * each; the buffered body limit is `REPLAYABLE_BODY_LIMIT` next to the code that buffers.
  */
 export interface ServerLimits {

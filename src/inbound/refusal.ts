@@ -89,15 +89,16 @@ export class Refusals {
 
   /**
    * A request refused before routing, on Node's response: the connection is closed after it,
-   * so nothing pipelined behind it runs (RFC 9112 9.6).
+   * so nothing pipelined behind it runs (RFC 9112 9.6). `done` is called once it is done.
    */
-  refuseRequest (error: BrokerHttpError, req: IncomingMessage, res: ServerResponse, id: string): void {
+  refuseRequest (error: BrokerHttpError, req: IncomingMessage, res: ServerResponse, id: string, done: () => void): void {
     const startedAt = performance.now()
     const facts: RequestFacts = {}
     this.errorFor(error, facts, id)
     res.once('close', () => {
       const aborted = !res.writableFinished
       this.#requestLog.record({ id, ...outcomeOf(req, res, aborted), facts, durationMs: performance.now() - startedAt, aborted })
+      done()
     })
     const body = errorBody(error, id)
     res.writeHead(error.statusCode, {

@@ -1,4 +1,3 @@
-import type { ServerResponse } from 'node:http'
 import type { Cancellation } from '../ratelimit/profile-budget.js'
 
 /** What an exchange with the API needs to be stopped. */
@@ -23,12 +22,6 @@ export class ClientWatch implements Cancellation {
   #controller: AbortController | undefined
   #exchange: Abortable | undefined
 
-  constructor (res: ServerResponse) {
-    res.once('close', () => {
-      if (!res.writableFinished) this.#leave()
-    })
-  }
-
   get gone (): boolean {
     return this.#gone
   }
@@ -46,6 +39,11 @@ export class ClientWatch implements Cancellation {
     this.#exchange = exchange
     if (this.#gone) exchange.abort(new ClientGone())
     return exchange
+  }
+
+  /** The response closed: unless it finished, the client went away. */
+  closed (finished: boolean): void {
+    if (!finished) this.#leave()
   }
 
   #leave (): void {

@@ -1,23 +1,21 @@
 import type { Dispatcher } from 'undici'
-import { sleep, type Clock } from '../common/clock.js'
+import type { Clock } from '../common/clock.js'
+import { BrokerBadRequestTarget, BrokerNotFound } from '../common/errors.js'
+import { pathOf } from '../common/paths.js'
 import type { Config } from '../config/types.js'
-import { endpointChangesState, findEndpoint, missingPermission, type DefenderEndpoint } from '../defender/catalogue.js'
-import { BrokerBadRequestTarget, BrokerMissingPermission, BrokerNotFound } from '../common/errors.js'
+import { assertPermitted, endpointChangesState, findEndpoint } from '../defender/catalogue.js'
 import type { Client } from '../inbound/client-keys.js'
 import { watchMachineActionId } from '../observability/audit.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
 import { upstreamError } from '../outbound/network-failure.js'
 import type { Profile, ProfileMatch } from '../runtime/profiles.js'
-import { causeOf429 } from '../ratelimit/pauses.js'
-import type { HeldToken } from '../tokens/token-holder.js'
+import type { Answer, Call } from './call.js'
+import { renewAfter401, waitOut429, type ExchangePolicy, type RetryLimits } from './exchange-policies.js'
+import type { ForwardedRequest } from './forwarded-request.js'
 import { upstreamRequestHeaders } from './headers.js'
-import { takeRequestBody, type RequestBody } from './request-body.js'
+import { takeRequestBody } from './request-body.js'
 import { shapeResponse } from './response.js'
 import { UpstreamExchange } from './upstream-exchange.js'
-import { ClientWatch } from './client-watch.js'
-import type { ForwardedRequest } from './forwarded-request.js'
-import { pathOf } from '../common/paths.js'
-import { parseRetryAfter } from './retry-after.js'
 
 export interface ForwarderOptions {
   dispatcher: Dispatcher
@@ -30,149 +28,110 @@ export interface ForwarderOptions {
 
 /**
  * The catch-all handler: one request in, the same request out to the profile's upstream, with
- * what the Defender API needs around it: the permission preflight, the local budget, one replay
- * after a 401 with a fresh token, waiting out a 429 for reads, and paging kept on the broker.
+ * what the Defender API needs around it. It reads as its steps: prepare (route, rules, origin,
+ * endpoint, permission preflight, token), then for each attempt the budget and the exchange,
+ * whose answer the policies (one replay after a 401 with a fresh token, waiting out a 429 for
+ * reads) may send round again, then the answer passed on with paging kept on the broker.
  */
 export function createForwarder (options: ForwarderOptions) {
   const { dispatcher, route, authorize, clock, metrics } = options
   const responseTimeoutMs = options.config.upstreamTimeouts.responseSeconds * 1000
-  const { maxAttempts, maxWaitSeconds, maxPauseSeconds } = options.config.retry
+  const limits: RetryLimits = options.config.retry
+  /** What may send a request round again, by the API's status. */
+  const policies = new Map<number, ExchangePolicy>([[401, renewAfter401], [429, waitOut429(clock, limits)]])
 
-  return async function forward (request: ForwardedRequest): Promise<void> {
-    const { req, res, facts } = request
+  /** Route, rules, origin, endpoint, preflight and token: everything decided before the budget. */
+  async function prepare (request: ForwardedRequest): Promise<Call> {
+    const { req, facts } = request
     const target = req.url as string
     const match = route(target)
     if (match === undefined) throw new BrokerNotFound(pathOf(target))
     const { profile, upstreamTarget } = match
-    const name = profile.config.name
-    const origin = profile.config.upstream
     const method = req.method as string
-    facts.profile = name
+    facts.profile = profile.config.name
     const endpoint = findEndpoint(method, upstreamTarget)
     // What the audit records: a hunting query is a POST that changes nothing; an unknown POST may.
-    const stateChange = endpointChangesState(method, endpoint)
-    facts.changesState = stateChange
-    const failed = (err: unknown) => upstreamError(err, origin)
+    facts.changesState = endpointChangesState(method, endpoint)
     authorize(request.caller, method, profile, upstreamTarget)
-    assertSameOrigin(origin, upstreamTarget)
+    assertSameOrigin(profile.config.upstream, upstreamTarget)
+    // Most requests find the token held: no promise to wait on.
+    const token = profile.tokens.usable() ?? await profile.tokens.get()
+    assertPermitted(endpoint, token.roles)
+    return { request, profile, method, upstreamTarget, endpoint, token, body: undefined, renewed: false }
+  }
 
-    // Most requests find the token held and the body absent: no promise to wait on for either.
-    let token = profile.tokens.usable() ?? await profile.tokens.get()
-    preflight(endpoint, token)
+  /** The budget's turn, then the body (read only once the request may go), then the API's head. */
+  async function exchange (call: Call, attempt: number): Promise<Answer | undefined> {
+    const { request, profile, method } = call
+    const client = request.client
+    const wait = profile.budget.acquire(call.endpoint?.rateLimit, client)
+    if (wait !== undefined) await wait
+    if (client.gone) return undefined
+    // One refused, or waiting its turn, holds no body. (Unread, Node discards it after the answer.)
+    if (call.body === undefined) {
+      const taken = takeRequestBody(request.req)
+      call.body = taken instanceof Promise ? await taken : taken
+      if (client.gone) return undefined
+    }
+    const origin = profile.config.upstream
+    const started = performance.now()
+    const exchange = client.watch(new UpstreamExchange()).start(dispatcher, {
+      origin,
+      path: call.upstreamTarget,
+      method: method as Dispatcher.HttpMethod,
+      headers: upstreamRequestHeaders(request.req.headers, `Bearer ${call.token.value}`),
+      body: call.body.replayable ? call.body.bytes : call.body.stream,
+      headersTimeout: responseTimeoutMs,
+      bodyTimeout: responseTimeoutMs
+    })
+    let head
+    try {
+      head = await exchange.head
+    } catch (err) {
+      if (client.gone) return undefined
+      throw upstreamError(err, origin)
+    }
+    metrics.upstreamResponse(profile.config.name, method, head.status, (performance.now() - started) / 1000)
+    return { head, exchange, attempt }
+  }
 
-    // Whatever is under way for the client stops when it goes away: a wait, or the API's call.
-    const client = new ClientWatch(res)
-    const idempotentRead = method === 'GET' || method === 'HEAD'
-    let renewed = false
-    let body: RequestBody | undefined
-
-    for (let attempt = 1; ; attempt++) {
-      const wait = profile.budget.acquire(endpoint?.rateLimit, client)
-      if (wait !== undefined) await wait
-      if (client.gone) return
-      // Read only once the rules, the preflight and the budget let the request through: one
-      // refused, or waiting its turn, holds no body. (Unread, Node discards it after the answer.)
-      if (body === undefined) {
-        const taken = takeRequestBody(req)
-        body = taken instanceof Promise ? await taken : taken
-        if (client.gone) return
-      }
-      const started = performance.now()
-      const exchange = client.watch(new UpstreamExchange()).start(dispatcher, {
-        origin,
-        path: upstreamTarget,
-        method: method as Dispatcher.HttpMethod,
-        headers: upstreamRequestHeaders(req.headers, `Bearer ${token.value}`),
-        body: bodyOf(body),
-        headersTimeout: responseTimeoutMs,
-        bodyTimeout: responseTimeoutMs
-      })
-      let head
-      try {
-        head = await exchange.head
-      } catch (err) {
-        if (client.gone) return
-        throw failed(err)
-      }
-      const status = head.status
-      metrics.upstreamResponse(name, method, status, (performance.now() - started) / 1000)
-
-      if (status === 401 && !renewed) {
-        // The API refused the token (revoked, rotated credential): one fresh token (at most one
-        // such request per refresh.after401Seconds, else the 401 goes back), and one replay when
-        // the body was kept for it; otherwise the 401 goes back and the next request gets it.
-        renewed = true
-        const renewal = profile.tokens.renewAfter401(token.value)
-        if (renewal !== undefined && body.replayable) {
-          await exchange.dump()
-          token = await renewal
-          preflight(endpoint, token)
-          continue
-        }
-        renewal?.catch(() => {})
-      }
-      if (status === 429) {
-        const seconds = parseRetryAfter(head.headers['retry-after'], clock.now())
-        if (seconds !== undefined) {
-          // Only the budget the request was counted against, and never longer than retry.maxPauseSeconds.
-          const until = clock.now() + Math.min(seconds, maxPauseSeconds) * 1000
-          profile.budget.pause(endpoint?.rateLimit, until, causeOf429(method, endpoint?.path, upstreamTarget))
-        }
-        if (idempotentRead && attempt < maxAttempts && seconds !== undefined && seconds <= maxWaitSeconds) {
-          await exchange.dump()
-          try {
-            await sleep(clock, seconds * 1000, client.signal)
-          } catch {
-            return
-          }
-          continue
-        }
-      }
-
-      const requestId = head.headers['request-id'] ?? head.headers['x-ms-request-id']
-      if (typeof requestId === 'string') facts.upstreamRequestId = requestId
-      facts.upstreamStatus = status
-      const base = profile.config.basePath === '/' ? '' : profile.config.basePath
-      facts.upstream = origin
-      let shaped
-      try {
-        const shaping = shapeResponse(method, status, head.headers, exchange, origin, `http://${req.headers.host}${base}`)
-        shaped = shaping instanceof Promise ? await shaping : shaping
-      } catch (err) {
-        if (client.gone) return
-        throw failed(err)
-      }
-      const headers = shaped.headers
-      const sent = stateChange && status >= 200 && status < 300
-        ? watchMachineActionId(shaped.body ?? exchange.stream(), headers, (id) => { facts.machineActionId = id })
-        : shaped.body
-      if (Buffer.isBuffer(sent)) {
-        request.send(status, headers, sent)
-        return
-      }
-      try {
-        // The API's body through transforms, or as it comes, straight into the client's response.
-        await (sent !== undefined
-          ? request.sendStream(status, headers, sent)
-          : exchange.pipeTo(res, () => request.writeHead(status, headers)))
-      } catch (err) {
-        if (client.gone) return
-        throw failed(err)
-      }
-      return
+  /** The API's answer to the client: rewritten where paging needs it, else piped as it comes. */
+  async function deliver (call: Call, { head, exchange }: Answer): Promise<void> {
+    const { request, profile, method } = call
+    const { req, res, facts } = request
+    const origin = profile.config.upstream
+    const status = head.status
+    const requestId = head.headers['request-id'] ?? head.headers['x-ms-request-id']
+    if (typeof requestId === 'string') facts.upstreamRequestId = requestId
+    facts.upstreamStatus = status
+    facts.upstream = origin
+    const base = profile.config.basePath === '/' ? '' : profile.config.basePath
+    try {
+      const shaping = shapeResponse(method, status, head.headers, exchange, origin, `http://${req.headers.host}${base}`)
+      const { headers, body } = shaping instanceof Promise ? await shaping : shaping
+      const sent = facts.changesState === true && status >= 200 && status < 300
+        ? watchMachineActionId(body ?? exchange.stream(), headers, (id) => { facts.machineActionId = id })
+        : body
+      if (Buffer.isBuffer(sent)) request.send(status, headers, sent)
+      // The API's body through transforms, or as it comes, straight into the client's response.
+      else if (sent !== undefined) await request.sendStream(status, headers, sent)
+      else await exchange.pipeTo(res, () => request.writeHead(status, headers))
+    } catch (err) {
+      if (request.client.gone) return
+      throw upstreamError(err, origin)
     }
   }
-}
 
-function bodyOf (body: RequestBody) {
-  return body.replayable ? body.bytes : body.stream
-}
-
-/** Refuses, before calling the API, what the token's roles cannot do. */
-function preflight (endpoint: DefenderEndpoint | undefined, token: HeldToken): void {
-  if (endpoint === undefined) return
-  const missing = missingPermission(endpoint, token.roles)
-  if (missing !== undefined) throw new BrokerMissingPermission(endpoint.action, missing)
+  return async function forward (request: ForwardedRequest): Promise<void> {
+    const call = await prepare(request)
+    for (let attempt = 1; ; attempt++) {
+      const answer = await exchange(call, attempt)
+      if (answer === undefined) return
+      const verdict = policies.get(answer.head.status)?.(call, answer)
+      if (verdict === undefined) return deliver(call, answer)
+      if (!await verdict) return
+    }
+  }
 }
 
 /**

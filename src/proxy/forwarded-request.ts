@@ -2,6 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import type { Readable } from 'node:stream'
 import type { Client } from '../inbound/client-keys.js'
 import type { RequestFacts } from '../observability/request-log.js'
+import { ClientWatch } from './client-watch.js'
 
 /**
  * One request on its way to the API, outside fastify: what the forwarder learns of it (for its
@@ -17,6 +18,8 @@ export class ForwardedRequest {
   /** The client whose key was presented; none when the broker requires no keys. */
   caller: Client | undefined = undefined
   readonly facts: RequestFacts = {}
+  /** Whatever is under way for the client stops when it goes away: a wait, or the API's call. */
+  readonly client = new ClientWatch()
 
   /** Shutdown has begun: the connection is closed after this response. */
   readonly closing: boolean

@@ -29,18 +29,22 @@ export function createForwardingPipeline (options: ForwardingPipelineOptions) {
     refusals.toResponse(err, request.res, request.id, request.facts, request.closing)
   }
 
-  return function handle (req: IncomingMessage, res: ServerResponse): void {
+  /** `done` is the connection's: called once the response is done. */
+  return function handle (req: IncomingMessage, res: ServerResponse, done: () => void): void {
     // Node hands over a request pipelined behind another at once, its response queued until the
     // earlier ones are done (it has no socket until then): it waits its turn, so the API sees
     // one request at a time per connection, in order.
     if (res.socket === null) {
-      awaitTurn(req, res, handle)
+      awaitTurn(req, res, () => handle(req, res, done), done)
       return
     }
     const request = new ForwardedRequest(requestId(req), req, res, performance.now(), closing())
+    // The response's one 'close' listener: the log line, the client's watch, the connection.
     res.once('close', () => {
       const aborted = !res.writableFinished
       requestLog.record({ id: request.id, ...outcomeOf(req, res, aborted), facts: request.facts, durationMs: performance.now() - request.startedAt, aborted })
+      request.client.closed(!aborted)
+      done()
     })
     try {
       request.caller = admit(req, false)
@@ -53,13 +57,16 @@ export function createForwardingPipeline (options: ForwardingPipelineOptions) {
   }
 }
 
-/** Starts `handle` once Node gives `res` its socket; never, when the connection closes first. */
-function awaitTurn (req: IncomingMessage, res: ServerResponse, handle: (req: IncomingMessage, res: ServerResponse) => void): void {
-  const start = () => {
+/** Starts the request once Node gives `res` its socket; never, when the connection closes first (then `dropped`). */
+function awaitTurn (req: IncomingMessage, res: ServerResponse, start: () => void, dropped: () => void): void {
+  const begin = () => {
     req.off('close', drop)
-    handle(req, res)
+    start()
   }
-  const drop = () => res.off('socket', start)
-  res.once('socket', start)
+  const drop = () => {
+    res.off('socket', begin)
+    dropped()
+  }
+  res.once('socket', begin)
   req.once('close', drop)
 }
