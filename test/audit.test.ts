@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import fs, { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { syncBuiltinESMExports } from 'node:module'
 import { join } from 'node:path'
@@ -13,6 +12,7 @@ import { ACTION_BODY_LIMIT, createAuditLog, machineActionIdOf } from '../src/obs
 import { createLogger } from '../src/observability/logger.js'
 import { createTestPki } from '../src/simulator/index.js'
 import { createLogSink, startBrokerStack, type BrokerStack } from './helpers/broker.js'
+import { clientFor } from './helpers/profiles.js'
 import { readBody, startUpstream } from './helpers/upstream.js'
 
 const SCENARIO = { timeout: 30_000 }
@@ -22,12 +22,7 @@ const ISOLATE_BODY = JSON.stringify({ Comment: 'audit test', IsolationType: 'Sel
 
 const withClient = (config: Config): Config => ({
   ...config,
-  clients: [{
-    name: 'soar',
-    keySha256: createHash('sha256').update(KEY).digest('hex'),
-    profiles: [],
-    allow: ['GET /api/**', 'POST /api/machines/*/isolate']
-  }]
+  clients: [clientFor('soar', KEY, { allow: ['GET /api/**', 'POST /api/machines/*/isolate'] })]
 })
 
 const withAuditFile = (file: string) => (config: Config): Config => ({ ...config, audit: { file } })

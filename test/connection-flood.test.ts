@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { request as httpRequest } from 'node:http'
 import { performance } from 'node:perf_hooks'
@@ -7,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
+import { clientFor, newClientKey } from './helpers/profiles.js'
 import { openConnection } from './helpers/raw-socket.js'
 import { startUpstream } from './helpers/upstream.js'
 
@@ -24,14 +24,13 @@ const RECONNECT_MS = 1_000
 const HOLD_MS = 7_000
 const ANSWER_WITHIN_MS = 1_000
 
-const key = `KEY-${randomBytes(32).toString('base64url')}`
-const sha256 = (value: string) => createHash('sha256').update(value).digest('hex')
+const key = newClientKey()
 
 const upstream = await startUpstream(t)
 const stack = await startBrokerStack(t, {
   simulator: { roles: ALL_ROLES },
   env: { BROKER_UPSTREAM: upstream.url },
-  config: (c) => ({ ...c, clients: [{ name: 'soar', keySha256: sha256(key), profiles: [], allow: [] }] })
+  config: (c) => ({ ...c, clients: [clientFor('soar', key)] })
 })
 const { host, port } = new URL(stack.url)
 
@@ -137,7 +136,7 @@ t.test('at the limit, a new connection closes the oldest idle one with no key; k
   const small = await startBrokerStack(t, {
     simulator: { roles: ALL_ROLES },
     env: { BROKER_UPSTREAM: upstream.url },
-    config: (c) => ({ ...c, clients: [{ name: 'soar', keySha256: sha256(key), profiles: [], allow: [] }] }),
+    config: (c) => ({ ...c, clients: [clientFor('soar', key)] }),
     deps: { limits: { maxConnections: 4 } }
   })
   const smallHost = new URL(small.url).host
@@ -190,7 +189,7 @@ t.test('with client keys, a connection that presented none is closed after the s
   const keyedStack = await startBrokerStack(t, {
     simulator: { roles: ALL_ROLES },
     env: { BROKER_UPSTREAM: upstream.url },
-    config: (c) => ({ ...c, clients: [{ name: 'soar', keySha256: sha256(key), profiles: [], allow: [] }] }),
+    config: (c) => ({ ...c, clients: [clientFor('soar', key)] }),
     deps: { limits }
   })
   const keylessStack = await startBrokerStack(t, {

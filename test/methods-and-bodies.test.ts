@@ -1,10 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import t, { type Test } from 'tap'
-import type { ProfileConfig } from '../src/config/types.js'
 import { REPLAYABLE_BODY_LIMIT } from '../src/proxy/request-body.js'
 import { startBrokerStack } from './helpers/broker.js'
+import { clientFor, newClientKey, withProfiles } from './helpers/profiles.js'
 import { openConnection } from './helpers/raw-socket.js'
 import { parseRawResponse, rawExchange, readBody, startUpstream, type RawResponse } from './helpers/upstream.js'
 
@@ -12,8 +11,7 @@ import { parseRawResponse, rawExchange, readBody, startUpstream, type RawRespons
 // once the rules, the permission preflight and the budget have let the request through, and
 // one request of a connection at a time.
 
-const key = `KEY-${randomBytes(32).toString('base64url')}`
-const sha256 = (value: string) => createHash('sha256').update(value).digest('hex')
+const key = newClientKey()
 
 /** What the upstream saw happen, in order: `start <path>` when a request arrives, `end <path>` when its answer is sent. */
 const timeline: string[] = []
@@ -40,19 +38,11 @@ const stack = await startBrokerStack(t, {
   // No Machine.Isolate: an isolation is refused by the preflight.
   simulator: { roles: ['Alert.Read.All', 'Alert.ReadWrite.All', 'Machine.Read.All'] },
   env: { BROKER_UPSTREAM: upstream.url },
-  config: (c) => {
-    const first = c.profiles[0] as ProfileConfig
-    return {
-      ...c,
-      profiles: [
-        first,
-        // One request a minute, and no wait in the queue: the second gets 429 at once.
-        { ...first, name: 'tight', basePath: '/tight', rateLimit: { perMinute: 1, perHour: 1500, maxQueueSeconds: 1 } },
-        { ...first, name: 'readonly', basePath: '/readonly', allow: ['GET /api/**'] }
-      ],
-      clients: [{ name: 'tool', keySha256: sha256(key), profiles: [], allow: [] }]
-    }
-  },
+  config: (c) => withProfiles(c, [
+    // One request a minute, and no wait in the queue: the second gets 429 at once.
+    { name: 'tight', basePath: '/tight', rateLimit: { perMinute: 1, perHour: 1500, maxQueueSeconds: 1 } },
+    { name: 'readonly', basePath: '/readonly', allow: ['GET /api/**'] }
+  ], [clientFor('tool', key)]),
   // A request whose body never ends is cut off soon, so that a broker waiting for it fails the test quickly.
   deps: { limits: { requestTimeoutMs: 3_000, headersTimeoutMs: 2_000, connectionsCheckingIntervalMs: 100 } }
 })

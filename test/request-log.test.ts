@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto'
 import t from 'tap'
 import { request } from 'undici'
 import type { Config } from '../src/config/types.js'
 import { createTestPki } from '../src/simulator/index.js'
 import { startBrokerStack, type BrokerStack } from './helpers/broker.js'
+import { clientFor } from './helpers/profiles.js'
 import { startUpstream } from './helpers/upstream.js'
 
 const SCENARIO = { timeout: 30_000 }
@@ -13,7 +13,7 @@ const pki = await createTestPki()
 
 const withClient = (config: Config): Config => ({
   ...config,
-  clients: [{ name: 'soar', keySha256: createHash('sha256').update(KEY).digest('hex'), profiles: [], allow: [] }]
+  clients: [clientFor('soar', KEY)]
 })
 
 async function get (stack: BrokerStack, path: string, key?: string) {

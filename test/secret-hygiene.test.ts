@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { once } from 'node:events'
-import { createHash, createPrivateKey, randomBytes } from 'node:crypto'
+import { createPrivateKey, randomBytes } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { writeFileSync } from 'node:fs'
@@ -10,6 +10,7 @@ import type { Dispatcher } from 'undici'
 import { createTestPki } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
 import { createTestClock, startBrokerStack, type BrokerStack, holderOf, nextFailure } from './helpers/broker.js'
+import { clientFor } from './helpers/profiles.js'
 
 const pki = await createTestPki()
 /** A scenario that waits on an event that never comes fails here, not at the file's timeout. */
@@ -245,7 +246,7 @@ t.test('client keys, right or wrong, are never forwarded or logged', SCENARIO, a
     simulator: { pki },
     config: (config) => ({
       ...config,
-      clients: [{ name: 'soar', keySha256: createHash('sha256').update(key).digest('hex'), profiles: [], allow: [] }]
+      clients: [clientFor('soar', key)]
     })
   })
   const client = new Client(stack)

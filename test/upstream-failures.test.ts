@@ -2,8 +2,8 @@ import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import type { ProfileConfig } from '../src/config/types.js'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
+import { withProfiles } from './helpers/profiles.js'
 import { closedPort, rawExchange, readBody, startUpstream } from './helpers/upstream.js'
 
 const PART = Buffer.alloc(4096, 'a')
@@ -36,14 +36,10 @@ const downOrigin = `http://127.0.0.1:${downPort}`
 const stack = await startBrokerStack(t, {
   simulator: { roles: ALL_ROLES },
   env: { BROKER_UPSTREAM: upstream.url },
-  config: (c) => {
-    const first = c.profiles[0] as ProfileConfig
-    return {
-      ...c,
-      upstreamTimeouts: { connectSeconds: 1, responseSeconds: 0.3 },
-      profiles: [first, { ...first, name: 'down', basePath: '/down', upstream: downOrigin }]
-    }
-  }
+  config: (c) => ({
+    ...withProfiles(c, [{ name: 'down', basePath: '/down', upstream: downOrigin }]),
+    upstreamTimeouts: { connectSeconds: 1, responseSeconds: 0.3 }
+  })
 })
 
 async function assertStillServing (t: Test): Promise<void> {
