@@ -13,7 +13,6 @@ import { startUpstream } from './helpers/upstream.js'
 // /status and /metrics with client keys: they follow the client's rules like any path, and a
 // client limited to some profiles sees nothing of the others (tenants, apps, roles, errors).
 
-
 /** Another customer of the MSSP, with roles no other profile's token carries. */
 const FABRIKAM = {
   tenantId: '22222222-2222-4222-8222-222222222222',
