@@ -4,15 +4,11 @@ import { chmodSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createTestPki, type ClientCertificate, type Simulator, type TokenRequestEvent } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import { createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, getAlerts, statusOf } from './helpers/broker.js'
+import { claimsOf, createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, getAlerts, statusOf } from './helpers/broker.js'
 
 const pki = await createTestPki()
 /** A scenario that waits on an event that never comes fails here, not at the file's timeout. */
 const SCENARIO = { timeout: 20_000 }
-
-function claimsOf (token: string | undefined): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token?.split('.')[1] ?? '', 'base64url').toString('utf8'))
-}
 
 function writePrivate (file: string, text: string): string {
   writeFileSync(file, text, { mode: 0o600 })

@@ -5,8 +5,7 @@ import { join } from 'node:path'
 import { getGlobalDispatcher, request } from 'undici'
 import { createTestPki } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import type { TokenHolder } from '../src/tokens/token-holder.js'
-import { createTestClock, startBrokerStack, type BrokerStack } from './helpers/broker.js'
+import { createTestClock, holderOf, nextFailure, startBrokerStack, startHangingTokenStack, type BrokerStack } from './helpers/broker.js'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const SCOPE = 'https://api.securitycenter.microsoft.com/.default'
@@ -27,30 +26,15 @@ async function call (stack: BrokerStack, path: string, headers: Record<string, s
   return { status: res.statusCode, headers: res.headers, json: text === '' ? undefined : JSON.parse(text) }
 }
 
-function holderOf (stack: BrokerStack, index = 0): TokenHolder {
-  const profile = stack.app.profiles[index]
-  if (profile === undefined) throw new TypeError(`the stack has no profile ${index}`)
-  return profile.tokens
-}
-
 function iso (ms: number | undefined): string | undefined {
   return ms === undefined ? undefined : new Date(ms).toISOString()
 }
 
 t.test('/healthz is always 200; /readyz is 503 with reasons until the first token, then 200', SCENARIO, async (t) => {
   const clock = createTestClock()
-  let tokenRequest: Promise<unknown> = Promise.resolve()
-  const stack = await startBrokerStack(t, {
-    clock,
-    ready: false,
-    simulator: { pki },
-    beforeStart: (simulator) => {
-      simulator.entra.setMode('hang')
-      tokenRequest = once(simulator.entra, 'token-request')
-    }
-  })
+  const { stack, tokenRequested } = await startHangingTokenStack(t, { clock, simulator: { pki } })
   const holder = holderOf(stack)
-  await tokenRequest
+  await tokenRequested
 
   const health = async (when: string) => {
     const reply = await call(stack, '/healthz')
@@ -113,11 +97,7 @@ t.test('/status lists every profile, its token and its last error', SCENARIO, as
   })
   const { entra, defender, tenantId, clientId } = stack.simulator
   const token = await holderOf(stack, 0).get()
-  const [failure, retryAt] = await (async (): Promise<[TokenFailure, number]> => {
-    const status = holderOf(stack, 1).status()
-    if (status.lastError !== undefined && status.retryAt !== undefined) return [status.lastError, status.retryAt]
-    return await once(holderOf(stack, 1), 'failed') as [TokenFailure, number]
-  })()
+  const [failure, retryAt] = await nextFailure(holderOf(stack, 1))
   t.equal(failure.code, 'AADSTS7000215')
 
   const reply = await call(stack, '/status')

@@ -4,7 +4,7 @@ import { request } from 'undici'
 import { createTestPki, type EntraMode } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
 import type { TokenHolder } from '../src/tokens/token-holder.js'
-import { createTestClock, startBrokerStack, type BrokerStack, holderOf, nextFailure } from './helpers/broker.js'
+import { createTestClock, startBrokerStack, startHangingTokenStack, type BrokerStack, holderOf, nextFailure } from './helpers/broker.js'
 
 const SKEW_MS = 60_000
 const pki = await createTestPki()
@@ -134,20 +134,14 @@ t.test('a token endpoint that hangs', SCENARIO, async (t) => {
   for (const [label, timeoutSeconds] of [['default 10 s', undefined], ['refresh.timeoutSeconds 3', 3]] as const) {
     t.test(`fails the call after ${label} on the injected clock; requests waiting for the first token get 503`, async (t) => {
       const clock = createTestClock()
-      let tokenRequest: Promise<unknown> = Promise.resolve()
-      const stack = await startBrokerStack(t, {
+      const { stack, tokenRequested } = await startHangingTokenStack(t, {
         clock,
-        ready: false,
         simulator: { pki },
-        beforeStart: (simulator) => {
-          simulator.entra.setMode('hang')
-          tokenRequest = once(simulator.entra, 'token-request')
-        },
         ...(timeoutSeconds === undefined ? {} : { config: (config) => ({ ...config, refresh: { ...config.refresh, timeoutSeconds } }) })
       })
       const holder = holderOf(stack)
       const started = clock.now()
-      await tokenRequest
+      await tokenRequested
       const waiting = countWaiting(holder, 20)
       const replies = Promise.all(Array.from({ length: 20 }, () => call(stack, '/api/alerts')))
       await waiting

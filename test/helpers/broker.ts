@@ -109,14 +109,44 @@ export async function startBrokerStack (t: Teardown, options: BrokerStackOptions
   return { simulator, app, config, url, logs }
 }
 
+export interface HangingTokenStack {
+  stack: BrokerStack
+  /** Resolves once the first token request has reached the token endpoint, which never answers it. */
+  tokenRequested: Promise<unknown>
+}
+
+/** A stack whose token endpoint hangs from the start: no first token, the broker not ready. */
+export async function startHangingTokenStack (
+  t: Teardown,
+  options: Omit<BrokerStackOptions, 'ready' | 'beforeStart'> = {}
+): Promise<HangingTokenStack> {
+  let tokenRequested: Promise<unknown> | undefined
+  const stack = await startBrokerStack(t, {
+    ...options,
+    ready: false,
+    beforeStart: (simulator) => {
+      simulator.entra.setMode('hang')
+      tokenRequested = once(simulator.entra, 'token-request')
+    }
+  })
+  if (tokenRequested === undefined) throw new TypeError('the simulator was not started')
+  return { stack, tokenRequested }
+}
+
 /** Every application permission the API's endpoints name: a token that passes every preflight. */
 export const ALL_ROLES: string[] = [...new Set(DEFENDER_ENDPOINTS.flatMap((endpoint) => endpoint.permissions))]
 
-/** The token holder of the stack's first profile. */
-export function holderOf (stack: BrokerStack): TokenHolder {
-  const profile = stack.app.profiles[0]
-  if (profile === undefined) throw new TypeError('the stack has no profile')
+/** The token holder of the stack's profile at `index`, the first by default. */
+export function holderOf (stack: BrokerStack, index = 0): TokenHolder {
+  const profile = stack.app.profiles[index]
+  if (profile === undefined) throw new TypeError(`the stack has no profile ${index}`)
   return profile.tokens
+}
+
+/** The claims of a token (a JWT), or of the bearer token in an Authorization header. */
+export function claimsOf (token: string | undefined): Record<string, unknown> {
+  const payload = (token ?? '').replace(/^Bearer /, '').split('.')[1] ?? ''
+  return JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Record<string, unknown>
 }
 
 /** The holder's last failure, or the next one when none is recorded yet. */
@@ -131,6 +161,12 @@ export async function getAlerts (stack: BrokerStack): Promise<number> {
   const res = await request(`${stack.url}/api/alerts?$top=1`)
   await res.body.dump()
   return res.statusCode
+}
+
+/** The whole of `/status`, as text: for searches of what it shows. */
+export async function statusText (stack: BrokerStack): Promise<string> {
+  const res = await request(`${stack.url}/status`)
+  return await res.body.text()
 }
 
 /** The first profile's entry of `/status`. */
