@@ -3,7 +3,8 @@ import t, { type Test } from 'tap'
 import { getGlobalDispatcher } from 'undici'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
 import { clientFor } from './helpers/profiles.js'
-import { rawExchange, startUpstream, type RawResponse } from './helpers/upstream.js'
+import { rawExchange, type RawResponse } from './helpers/raw-socket.js'
+import { startUpstream } from './helpers/upstream.js'
 
 // A browser on the same machine is the way in for a web page: DNS rebinding makes a page's
 // requests reach 127.0.0.1 under the attacker's host name, and a plain form or fetch POST

@@ -4,7 +4,8 @@ import type { Config } from '../src/config/types.js'
 import { createTestPki } from '../src/simulator/index.js'
 import { startBrokerStack, type BrokerStack } from './helpers/broker.js'
 import { clientFor } from './helpers/profiles.js'
-import { closedPort, rawExchange } from './helpers/upstream.js'
+import { rawExchange } from './helpers/raw-socket.js'
+import { closedPort } from './helpers/upstream.js'
 
 const SCENARIO = { timeout: 30_000 }
 const KEY = 'metrics-client-key-0123456789abcdef'

@@ -7,9 +7,9 @@ import { request } from 'undici'
 import { DEFAULT_SHUTDOWN_GRACE_MS } from '../src/server.js'
 import { startSimulator } from '../src/simulator/index.js'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
-import { openConnection } from './helpers/raw-socket.js'
+import { openConnection, parseRawResponses } from './helpers/raw-socket.js'
 import { acceptsConnections, cliEnv, DEFAULT_WAIT_MS, logLines, spawnCli, type CliProcess } from './helpers/spawn.js'
-import { parseRawResponse, startUpstream, type Upstream } from './helpers/upstream.js'
+import { startUpstream, type Upstream } from './helpers/upstream.js'
 
 const home = t.testdir({})
 const simulator = await startSimulator()
@@ -45,21 +45,6 @@ async function stopsListening (port: number): Promise<void> {
   }
 }
 
-/** Splits what a connection received into its HTTP/1.1 responses (each with a content-length). */
-function responses (text: string) {
-  const out = []
-  let rest = text
-  while (rest !== '') {
-    const head = rest.indexOf('\r\n\r\n')
-    if (head === -1) break
-    const length = Number(/\r\ncontent-length: *(\d+)/i.exec(rest.slice(0, head))?.[1] ?? 0)
-    const end = head + 4 + length
-    out.push(parseRawResponse(rest.slice(0, end)))
-    rest = rest.slice(end)
-  }
-  return out
-}
-
 t.test('SIGTERM during a slow request: it completes, /readyz says 503 meanwhile, the process exits 0', async (t) => {
   const upstream = await startUpstream(t, () => {})
   const { cli, port } = await startServe(t, upstream)
@@ -85,7 +70,7 @@ t.test('SIGTERM during a slow request: it completes, /readyz says 503 meanwhile,
   slow.res.writeHead(200, { 'content-type': 'application/json', 'content-length': '12', 'request-id': 'slow-upstream-1' })
   slow.res.end('{"value":[]}')
   await closed
-  const [alerts, ready, ...more] = responses(received)
+  const [alerts, ready, ...more] = parseRawResponses(received)
   t.equal(alerts?.status, 200, 'the in-flight request completed with 200')
   t.equal(alerts?.body, '{"value":[]}', 'with its whole body')
   t.equal(ready?.status, 503, '/readyz, asked after the signal, is 503')

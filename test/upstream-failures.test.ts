@@ -4,7 +4,8 @@ import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
 import { withProfiles } from './helpers/profiles.js'
-import { closedPort, rawExchange, readBody, startUpstream } from './helpers/upstream.js'
+import { rawExchange } from './helpers/raw-socket.js'
+import { closedPort, readBody, startUpstream } from './helpers/upstream.js'
 
 const PART = Buffer.alloc(4096, 'a')
 
