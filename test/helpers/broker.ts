@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { request } from 'undici'
+import { getGlobalDispatcher, request } from 'undici'
 import type { TokenFailure } from '../../src/tokens/token-error.js'
 import type { TokenHolder } from '../../src/tokens/token-holder.js'
 import { Writable } from 'node:stream'
@@ -167,6 +167,20 @@ export async function getAlerts (stack: BrokerStack): Promise<number> {
 export async function statusText (stack: BrokerStack): Promise<string> {
   const res = await request(`${stack.url}/status`)
   return await res.body.text()
+}
+
+export interface JsonReply {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  /** The body parsed as JSON; undefined when it is empty. */
+  json: unknown
+}
+
+/** One GET of `path` (sent as it is) through the broker, its body parsed. */
+export async function getJson (stack: BrokerStack, path: string, headers: Record<string, string> = {}): Promise<JsonReply> {
+  const res = await getGlobalDispatcher().request({ origin: stack.url, path, method: 'GET', headers })
+  const text = await res.body.text()
+  return { status: res.statusCode, headers: res.headers, json: text === '' ? undefined : JSON.parse(text) }
 }
 
 /** The first profile's entry of `/status`. */

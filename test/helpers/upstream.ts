@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { request, type Dispatcher } from 'undici'
 import { freePort } from './programs.js'
 
 interface Teardown {
@@ -83,6 +84,28 @@ export async function startUpstream (t: Teardown, handler: UpstreamHandler = rec
       return { req, res, recorded: requests[requests.length - 1] as UpstreamRequest }
     }
   }
+}
+
+/**
+ * Sends one request to `url` (through the broker, to `upstream`) and abandons it once the
+ * upstream has it; resolves, once the upstream's side has closed too, with 'aborted' or,
+ * should the request have been answered after all, its status.
+ */
+export async function abandonAtUpstream (
+  upstream: Upstream,
+  url: string,
+  options: { method?: Dispatcher.HttpMethod, body?: string } = {}
+): Promise<number | 'aborted'> {
+  const controller = new AbortController()
+  const sent = request(url, { ...options, signal: controller.signal }).then((res) => res.statusCode, () => 'aborted' as const)
+  const { req } = await upstream.nextRequest()
+  // The broker cutting the upstream request short is an 'aborted' error here: only its end matters.
+  req.on('error', () => {})
+  const upstreamClosed = new Promise((resolve) => req.once('close', resolve))
+  controller.abort()
+  const outcome = await sent
+  await upstreamClosed
+  return outcome
 }
 
 /** A loopback port that was just open and is now closed: connecting to it is refused. */
