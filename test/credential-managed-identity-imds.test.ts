@@ -2,11 +2,12 @@ import t from 'tap'
 import { createTestPki } from '../src/simulator/index.js'
 import { claimsOf, getAlerts, holderOf, nextFailure } from './helpers/broker.js'
 import {
+  assertUserIdentityNamed,
   setSourceEnvironment,
   startManagedIdentityStack,
   startSharedEndpoint,
   SYSTEM_IDENTITY,
-  USER_IDENTITY
+  userIdentityNames
 } from './helpers/managed-identity.js'
 
 // The IMDS source, in a process of its own: msal-node keeps the source it finds first. With no
@@ -37,26 +38,8 @@ t.test('the system-assigned identity from IMDS, end to end', SCENARIO, async (t)
 })
 
 t.test('a user-assigned identity is named as msal-node names it to IMDS', SCENARIO, async (t) => {
-  const cases: Array<[Record<string, string>, string, string]> = [
-    [{ clientId: USER_IDENTITY.clientId }, 'client_id', USER_IDENTITY.clientId],
-    [{ resourceId: USER_IDENTITY.resourceId ?? '' }, 'msi_res_id', USER_IDENTITY.resourceId ?? ''],
-    [{ objectId: USER_IDENTITY.objectId }, 'object_id', USER_IDENTITY.objectId]
-  ]
-  for (const [ids, parameter, value] of cases) {
-    await t.test(parameter, async (t) => {
-      const seen = shared.endpoint.requests.length
-      const stack = await startManagedIdentityStack(t, {
-        pki,
-        shared,
-        credential: { type: 'managedIdentity', ...ids },
-        clientId: USER_IDENTITY.clientId
-      })
-      const requests = shared.endpoint.requests.slice(seen)
-      t.equal(requests[0]?.query[parameter], value, `${parameter} carries the identity`)
-      t.same(Object.keys(requests[0]?.query ?? {}).sort(), ['api-version', parameter, 'resource'].sort())
-      t.equal(await getAlerts(stack), 200)
-      t.match(claimsOf(shared.endpoint.issuedTokens.at(-1)), { appid: USER_IDENTITY.clientId, roles: USER_IDENTITY.roles })
-    })
+  for (const [ids, parameter, value] of userIdentityNames('msi_res_id')) {
+    await t.test(parameter, (t) => assertUserIdentityNamed(t, { pki, shared, ids, parameter, value }))
   }
 })
 

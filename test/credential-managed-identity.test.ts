@@ -3,11 +3,12 @@ import { Agent } from 'undici'
 import { createTestPki } from '../src/simulator/index.js'
 import { claimsOf, getAlerts, holderOf, nextFailure, statusText } from './helpers/broker.js'
 import {
+  assertUserIdentityNamed,
   setSourceEnvironment,
   startManagedIdentityStack,
   startSharedEndpoint,
   SYSTEM_IDENTITY,
-  USER_IDENTITY
+  userIdentityNames
 } from './helpers/managed-identity.js'
 
 // The App Service source: msal-node finds IDENTITY_ENDPOINT and IDENTITY_HEADER in process.env.
@@ -50,29 +51,10 @@ t.test('the system-assigned identity from the App Service endpoint, end to end',
 })
 
 t.test('a user-assigned identity is named as msal-node names it to App Service', SCENARIO, async (t) => {
-  const cases: Array<[Record<string, string>, string, string]> = [
-    [{ clientId: USER_IDENTITY.clientId }, 'client_id', USER_IDENTITY.clientId],
-    [{ resourceId: USER_IDENTITY.resourceId ?? '' }, 'mi_res_id', USER_IDENTITY.resourceId ?? ''],
-    [{ objectId: USER_IDENTITY.objectId }, 'object_id', USER_IDENTITY.objectId]
-  ]
   // One stack after another in one process: msal-node keeps the source it found first, with the
   // network client of the first application; each later stack must still use its own dispatcher.
-  for (const [ids, parameter, value] of cases) {
-    await t.test(parameter, async (t) => {
-      const seen = shared.endpoint.requests.length
-      const stack = await startManagedIdentityStack(t, {
-        pki,
-        shared,
-        credential: { type: 'managedIdentity', ...ids },
-        clientId: USER_IDENTITY.clientId
-      })
-      const requests = shared.endpoint.requests.slice(seen)
-      t.equal(requests.length, 1)
-      t.equal(requests[0]?.query[parameter], value, `${parameter} carries the identity`)
-      t.same(Object.keys(requests[0]?.query ?? {}).sort(), ['api-version', parameter, 'resource'].sort(), 'and nothing else names one')
-      t.equal(await getAlerts(stack), 200)
-      t.match(claimsOf(shared.endpoint.issuedTokens.at(-1)), { appid: USER_IDENTITY.clientId, roles: USER_IDENTITY.roles })
-    })
+  for (const [ids, parameter, value] of userIdentityNames('mi_res_id')) {
+    await t.test(parameter, (t) => assertUserIdentityNamed(t, { pki, shared, ids, parameter, value }))
   }
 })
 
