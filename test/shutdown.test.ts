@@ -7,7 +7,7 @@ import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { DEFAULT_SHUTDOWN_GRACE_MS } from '../src/server.js'
 import { startSimulator } from '../src/simulator/index.js'
-import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
+import { startBrokerStack, simulatorEnv, ALL_ROLES } from './helpers/broker.js'
 import { openConnection, parseRawResponses } from './helpers/raw-socket.js'
 import { acceptsConnections, cliEnv, DEFAULT_WAIT_MS, logLines, spawnCli, type CliProcess } from './helpers/spawn.js'
 import { startUpstream, type Upstream } from './helpers/upstream.js'
@@ -20,10 +20,7 @@ writeFileSync(caFile, simulator.caCertPem)
 
 /** Tokens from the simulator; requests go to `upstream`, a Defender API that answers when the test says. */
 const serveEnv = (upstream: Upstream) => cliEnv(home, {
-  AZURE_TENANT_ID: simulator.tenantId,
-  AZURE_CLIENT_ID: simulator.clientId,
-  AZURE_CLIENT_SECRET: simulator.clientSecret,
-  AZURE_AUTHORITY_HOST: simulator.entra.url,
+  ...simulatorEnv(simulator),
   BROKER_UPSTREAM: upstream.url,
   BROKER_CA_FILE: caFile,
   BROKER_PORT: '0'

@@ -74,6 +74,17 @@ export interface BrokerStackOptions {
   trustSimulatorCa?: boolean
 }
 
+/** What a user sets to run against the simulator, as for a real tenant: its app, its Entra ID and its API. */
+export function simulatorEnv (simulator: Simulator): Record<string, string> {
+  return {
+    AZURE_TENANT_ID: simulator.tenantId,
+    AZURE_CLIENT_ID: simulator.clientId,
+    AZURE_CLIENT_SECRET: simulator.clientSecret,
+    AZURE_AUTHORITY_HOST: simulator.entra.url,
+    BROKER_UPSTREAM: simulator.defender.url
+  }
+}
+
 /**
  * The simulator (msal-node runs for real against it) and the broker built from the
  * environment a user would set, listening on 127.0.0.1 port 0.
@@ -82,16 +93,7 @@ export async function startBrokerStack (t: Teardown, options: BrokerStackOptions
   const simulator = await startSimulator({ ...options.simulator, ...(options.clock ? { clock: options.clock } : {}) })
   t.teardown(() => simulator.close())
   await options.beforeStart?.(simulator)
-  const loaded = loadConfig({
-    env: {
-      AZURE_TENANT_ID: simulator.tenantId,
-      AZURE_CLIENT_ID: simulator.clientId,
-      AZURE_CLIENT_SECRET: simulator.clientSecret,
-      AZURE_AUTHORITY_HOST: simulator.entra.url,
-      BROKER_UPSTREAM: simulator.defender.url,
-      ...options.env
-    }
-  })
+  const loaded = loadConfig({ env: { ...simulatorEnv(simulator), ...options.env } })
   const withCa = options.trustSimulatorCa === false ? loaded : { ...loaded, extraCaPem: simulator.caCertPem }
   const config = Object.freeze(options.config ? options.config(withCa) : withCa)
   const logs = createLogSink()
