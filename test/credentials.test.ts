@@ -5,15 +5,11 @@ import { join } from 'node:path'
 import { createTestPki, type ClientCertificate, type Simulator, type TokenRequestEvent } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
 import { claimsOf, createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, getAlerts, statusOf } from './helpers/broker.js'
+import { writePrivate } from './helpers/files.js'
 
 const pki = await createTestPki()
 /** A scenario that waits on an event that never comes fails here, not at the file's timeout. */
 const SCENARIO = { timeout: 20_000 }
-
-function writePrivate (file: string, text: string): string {
-  writeFileSync(file, text, { mode: 0o600 })
-  return file
-}
 
 /** A stack whose one profile authenticates with the certificate in `file`, registered or not with Entra ID. */
 function certificateStack (t: Test, file: string, registered: ClientCertificate, options: BrokerStackOptions = {}) {
