@@ -74,15 +74,21 @@ t.test('a certificate Entra ID does not know fails with AADSTS700027', SCENARIO,
   t.equal(stack.simulator.defender.requests.length, 0)
 })
 
-t.test('a rotated secret file takes effect at the next token request, without a restart', SCENARIO, async (t) => {
+/** A stack on the injected clock whose secret is read from a file, written before the first token request. */
+async function secretFileStack (t: Test, content: (secret: string) => string) {
   const clock = createTestClock()
   const file = join(t.testdir(), 'client-secret')
   const stack = await startBrokerStack(t, {
     clock,
     simulator: { pki },
     env: { AZURE_CLIENT_SECRET: undefined, AZURE_CLIENT_SECRET_FILE: file },
-    beforeStart: (simulator) => writePrivate(file, `${simulator.clientSecret}\n`)
+    beforeStart: (simulator) => writePrivate(file, content(simulator.clientSecret))
   })
+  return { clock, file, stack }
+}
+
+t.test('a rotated secret file takes effect at the next token request, without a restart', SCENARIO, async (t) => {
+  const { clock, file, stack } = await secretFileStack(t, (secret) => `${secret}\n`)
   const holder = holderOf(stack)
   const { entra, defender, clientId } = stack.simulator
   t.equal(stack.config.profiles[0]?.credential.type, 'secret')
@@ -109,14 +115,7 @@ t.test('a rotated secret file takes effect at the next token request, without a 
 })
 
 t.test('a secret file unreadable for a moment during rotation is retried, not held against the broker', SCENARIO, async (t) => {
-  const clock = createTestClock()
-  const file = join(t.testdir(), 'client-secret')
-  const stack = await startBrokerStack(t, {
-    clock,
-    simulator: { pki },
-    env: { AZURE_CLIENT_SECRET: undefined, AZURE_CLIENT_SECRET_FILE: file },
-    beforeStart: (simulator) => writePrivate(file, simulator.clientSecret)
-  })
+  const { clock, file, stack } = await secretFileStack(t, (secret) => secret)
   const holder = holderOf(stack)
   const { entra, clientId } = stack.simulator
   const refused = entra.issuedTokens[0] ?? ''
