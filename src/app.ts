@@ -16,6 +16,7 @@ import { FastifyRequestLog, RequestLog } from './observability/request-log.js'
 import { logTokenEvents } from './observability/token-log.js'
 import { createOutboundDispatcher } from './outbound/dispatcher.js'
 import { registerOwnEndpoints } from './own-routes.js'
+import { SharedReads } from './proxy/shared-reads.js'
 import { createForwarder } from './proxy/forward.js'
 import { createForwardingPipeline } from './proxy/pipeline.js'
 import { createProfileRouter, createProfiles, type Profile } from './runtime/profiles.js'
@@ -58,7 +59,13 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     requestId,
     admit,
     forward: createForwarder({
-      dispatcher, config, clock, metrics, route: createProfileRouter(profiles), authorize: createAuthorizer(profiles)
+      dispatcher,
+      config,
+      clock,
+      metrics,
+      route: createProfileRouter(profiles),
+      authorize: createAuthorizer(profiles),
+      reads: new SharedReads({ clock, ...config.reads, profiles: config.profiles })
     }),
     requestLog,
     refusals,

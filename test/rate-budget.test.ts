@@ -24,7 +24,9 @@ const stack = await startBrokerStack(t, {
 })
 const { defender } = stack.simulator
 
-async function get (path = '/api/alerts?$top=1'): Promise<number> {
+let reads = 0
+/** Each read its own (`$skip` differs): identical reads in flight at once would share one call and one unit of budget. */
+async function get (path = `/api/alerts?$top=1&$skip=${reads++}`): Promise<number> {
   const res = await request(`${stack.url}${path}`)
   await res.body.dump()
   return res.statusCode

@@ -18,6 +18,7 @@ import {
   ConfigFileSchema,
   DEFAULT_HOST,
   DEFAULT_LOG_LEVEL,
+  DEFAULT_READS,
   DEFAULT_PORT,
   DEFAULT_REFRESH,
   DEFAULT_RETRY,
@@ -90,6 +91,10 @@ export function loadConfig (options: LoadConfigOptions): Config {
     clients,
     rateLimit: resolveRateLimit(settings.rateLimit, broker, fileDir),
     logLevel: broker.logLevel ?? settings.logLevel ?? DEFAULT_LOG_LEVEL,
+    reads: {
+      collapse: settings.reads?.collapse ?? DEFAULT_READS.collapse,
+      cacheMaxBytes: (settings.reads?.cacheMaxMiB ?? DEFAULT_READS.cacheMaxMiB) * 1024 * 1024
+    },
     audit: settings.audit?.file === undefined ? {} : { file: checkAuditFile(resolve(fileDir, settings.audit.file)) },
     ...(extraCaPem === undefined ? {} : { extraCaPem }),
     allowUnauthenticated: broker.allowUnauthenticated ?? settings.allowUnauthenticated ?? false,
