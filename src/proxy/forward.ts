@@ -22,7 +22,7 @@ export interface ForwarderOptions {
   config: Config
   clock: Clock
   metrics: BrokerMetrics
-  route: (target: string) => ProfileMatch | undefined
+  route: (target: string, pinned?: string) => ProfileMatch | undefined
   authorize: (client: Client | undefined, method: string, profile: Profile, upstreamTarget: string) => void
 }
 
@@ -44,7 +44,7 @@ export function createForwarder (options: ForwarderOptions) {
   async function prepare (request: ForwardedRequest): Promise<Call> {
     const { req, facts } = request
     const target = req.url as string
-    const match = route(target)
+    const match = route(target, request.caller?.profile)
     if (match === undefined) throw new BrokerNotFound(pathOf(target))
     const { profile, upstreamTarget } = match
     const method = req.method as string
