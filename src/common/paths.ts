@@ -18,8 +18,11 @@ export const SIGN_IN_ROUTES = Object.freeze({
   imds: '/metadata/identity/oauth2/token'
 } as const)
 
-const SIGN_IN_ROUTE_SET: ReadonlySet<string> = new Set(Object.values(SIGN_IN_ROUTES))
-const SIGN_IN_PATH = /^\/(?:[^/]+\/(?:oauth2\/(?:v2\.0\/)?token|(?:v2\.0\/)?\.well-known\/openid-configuration|discovery\/v2\.0\/keys)|common\/discovery\/instance|msi\/token|metadata\/identity\/oauth2\/token)$/
+/** The managed-identity paths with a trailing slash: msal-node's IMDS client sends that. */
+export const MANAGED_IDENTITY_SLASHED = Object.freeze([`${SIGN_IN_ROUTES.appService}/`, `${SIGN_IN_ROUTES.imds}/`] as const)
+
+const SIGN_IN_ROUTE_SET: ReadonlySet<string> = new Set([...Object.values(SIGN_IN_ROUTES), ...MANAGED_IDENTITY_SLASHED])
+const SIGN_IN_PATH = /^\/(?:[^/]+\/(?:oauth2\/(?:v2\.0\/)?token|(?:v2\.0\/)?\.well-known\/openid-configuration|discovery\/v2\.0\/keys)|common\/discovery\/instance|(?:msi\/token|metadata\/identity\/oauth2\/token)\/?)$/
 const OWN_PATHS: ReadonlySet<string> = new Set(RESERVED_PATHS)
 
 /** A path the broker answers itself (never a profile's): its own endpoints and the sign-in ones. */

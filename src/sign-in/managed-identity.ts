@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { SIGN_IN_ROUTES } from '../common/paths.js'
 import { markAuthenticated } from '../inbound/connections.js'
 import { signInErrors } from './errors.js'
@@ -37,16 +37,22 @@ export function managedIdentityRoutes (app: FastifyInstance, { issuer }: SignInO
   }
 
   if (protocol === 'appService') {
-    app.get<{ Querystring: Query }>(SIGN_IN_ROUTES.appService, async (request, reply) => {
-      const client = issuer.identityClient(header(request, 'x-identity-header'))
-      markAuthenticated(request.raw.socket)
-      const { token: accessToken, claims, resource, clientId } = await token(request, client)
-      reply.header('cache-control', 'no-store')
-      return { access_token: accessToken, expires_on: String(claims.exp), resource, token_type: 'Bearer', client_id: clientId }
-    })
+    app.get<{ Querystring: Query }>(SIGN_IN_ROUTES.appService, appServiceToken)
+    app.get<{ Querystring: Query }>(`${SIGN_IN_ROUTES.appService}/`, appServiceToken)
     return
   }
-  app.get<{ Querystring: Query }>(SIGN_IN_ROUTES.imds, async (request, reply) => {
+  app.get<{ Querystring: Query }>(SIGN_IN_ROUTES.imds, imdsToken)
+  app.get<{ Querystring: Query }>(`${SIGN_IN_ROUTES.imds}/`, imdsToken)
+
+  async function appServiceToken (request: FastifyRequest<{ Querystring: Query }>, reply: FastifyReply) {
+    const client = issuer.identityClient(header(request, 'x-identity-header'))
+    markAuthenticated(request.raw.socket)
+    const { token: accessToken, claims, resource, clientId } = await token(request, client)
+    reply.header('cache-control', 'no-store')
+    return { access_token: accessToken, expires_on: String(claims.exp), resource, token_type: 'Bearer', client_id: clientId }
+  }
+
+  async function imdsToken (request: FastifyRequest<{ Querystring: Query }>, reply: FastifyReply) {
     if (header(request, 'metadata')?.toLowerCase() !== 'true') throw signInErrors.missingMetadataHeader()
     const client = issuer.imdsClient()
     const { token: accessToken, claims, resource, clientId } = await token(request, client)
@@ -62,5 +68,5 @@ export function managedIdentityRoutes (app: FastifyInstance, { issuer }: SignInO
       resource,
       token_type: 'Bearer'
     }
-  })
+  }
 }
