@@ -5,9 +5,8 @@ import t, { type Test } from 'tap'
 import { SIGNING_KEY_STATE_FILE } from '../src/broker-tokens/signing-key.js'
 import { startSimulator } from '../src/simulator/index.js'
 import { ALL_ROLES } from './helpers/broker.js'
-import { claimsOf } from './helpers/sign-in.js'
+import { claimsOf, get, postForm } from './helpers/sign-in.js'
 import { cliEnv, spawnCli } from './helpers/spawn.js'
-import { runTool } from './helpers/tools.js'
 
 const KEY = 'restart-key-canary-9a8b7c6d5e4f30211203f4e5d6c7b8a9'
 const home = t.testdir({})
@@ -46,17 +45,17 @@ async function serve (t: Test, env: Record<string, string>): Promise<{ url: stri
   }
 }
 
-/** curl, as a script would: the v2 form with the key as client_secret. */
-async function curlToken (url: string, tenant = simulator.tenantId): Promise<string> {
-  const run = await runTool('curl', ['-sS', `${url}/${tenant}/oauth2/v2.0/token`, '-d', 'grant_type=client_credentials', '-d', 'client_id=soar',
-    '--data-urlencode', `client_secret=${KEY}`, '-d', 'scope=https://api.securitycenter.microsoft.com/.default'], {})
-  return (JSON.parse(run.stdout) as { access_token: string }).access_token
+/** A script's token request: the v2 form with the key as client_secret. */
+async function tokenFrom (url: string, tenant = simulator.tenantId): Promise<string> {
+  const answer = await postForm(`${url}/${tenant}/oauth2/v2.0/token`, {
+    grant_type: 'client_credentials', client_id: 'soar', client_secret: KEY, scope: 'https://api.securitycenter.microsoft.com/.default'
+  })
+  return answer.json.access_token as string
 }
 
-async function curlAlerts (url: string, token: string): Promise<{ status: number, body: string }> {
-  const run = await runTool('curl', ['-sS', '-w', '\\n%{http_code}', '-H', `Authorization: Bearer ${token}`, `${url}/api/alerts?$top=3`], {})
-  const at = run.stdout.lastIndexOf('\n')
-  return { status: Number(run.stdout.slice(at + 1)), body: run.stdout.slice(0, at) }
+async function alertsWith (url: string, token: string): Promise<{ status: number, body: string }> {
+  const answer = await get(`${url}/api/alerts?$top=3`, { authorization: `Bearer ${token}` })
+  return { status: answer.status, body: answer.text }
 }
 
 function assertRealTokenUpstream (t: Test): void {
@@ -67,20 +66,20 @@ function assertRealTokenUpstream (t: Test): void {
 t.test('a broker token handed out before a restart works after it (same state directory)', async (t) => {
   const stateDir = join(home, 'state')
   const first = await serve(t, { BROKER_STATE_DIR: stateDir })
-  const token = await curlToken(first.url)
+  const token = await tokenFrom(first.url)
   t.equal(claimsOf(token).sub, 'soar')
   t.equal(statSync(join(stateDir, SIGNING_KEY_STATE_FILE)).mode & 0o777, 0o600, 'the signing key is private')
   await first.stop()
 
   const second = await serve(t, { BROKER_STATE_DIR: stateDir })
-  const alerts = await curlAlerts(second.url, token)
+  const alerts = await alertsWith(second.url, token)
   t.equal(alerts.status, 200, alerts.body)
   t.equal((JSON.parse(alerts.body) as { value: unknown[] }).value.length, 3, 'the tool got its data')
   assertRealTokenUpstream(t)
   t.notOk(simulator.entra.issuedTokens.some((real) => alerts.body.includes(real)), 'and never a real token')
 
   const elsewhere = await serve(t, { BROKER_STATE_DIR: join(home, 'other-state') })
-  t.equal((await curlAlerts(elsewhere.url, token)).status, 401, 'a broker with another key refuses it')
+  t.equal((await alertsWith(elsewhere.url, token)).status, 401, 'a broker with another key refuses it')
   await Promise.all([second.stop(), elsewhere.stop()])
 })
 
@@ -91,8 +90,8 @@ t.test('replicas sharing BROKER_TOKEN_KEY_FILE accept each other\'s tokens', asy
     serve(t, { BROKER_STATE_DIR: join(home, 'replica-1'), BROKER_TOKEN_KEY_FILE: keyFile }),
     serve(t, { BROKER_STATE_DIR: join(home, 'replica-2'), BROKER_TOKEN_KEY_FILE: keyFile })
   ])
-  const token = await curlToken(one.url, 'organizations')
-  const alerts = await curlAlerts(two.url, token)
+  const token = await tokenFrom(one.url, 'organizations')
+  const alerts = await alertsWith(two.url, token)
   t.equal(alerts.status, 200, alerts.body)
   assertRealTokenUpstream(t)
   await Promise.all([one.stop(), two.stop()])
