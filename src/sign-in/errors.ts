@@ -42,8 +42,9 @@ export const signInErrors = {
     `The app requested an unsupported grant type '${grantType}'. This broker issues tokens for the client_credentials grant only.`),
   missingSecret: () => new SignInError(401, 'invalid_client', 7000218,
     'The request body must contain the following parameter: \'client_assertion\' or \'client_secret\'. At this broker the client secret is the broker client key.'),
-  invalidSecret: (clientId: string) => new SignInError(401, 'invalid_client', 7000215,
-    `Invalid client secret provided. Ensure the secret being sent in the request is a client key configured at this broker (clients[].keySha256), for client '${clientId}'.`),
+  // Nothing the caller sent is repeated: a misconfigured tool may send its key as client_id too.
+  invalidSecret: () => new SignInError(401, 'invalid_client', 7000215,
+    'Invalid client secret provided. Ensure the secret being sent in the request is a client key configured at this broker (clients[].keySha256).'),
   invalidIdentityHeader: () => new SignInError(401, 'invalid_client', 7000215,
     'The X-IDENTITY-HEADER is not a client key configured at this broker: set IDENTITY_HEADER to the broker client key.'),
   imdsNeedsNoKeys: () => new SignInError(401, 'unauthorized_client', 7000215,

@@ -43,11 +43,11 @@ export function createIssuer ({ profiles, clients, keysRequired, brokerTokens }:
 
   return {
     /** The client whose key is `secret`; any secret when the broker has no client keys. */
-    authenticate (secret: string | undefined, clientId: string | undefined): SignInClient {
+    authenticate (secret: string | undefined): SignInClient {
       if (secret === undefined || secret === '') throw signInErrors.missingSecret()
       if (!keysRequired) return LOCAL
       const client: Client | undefined = clients.verify(secret)
-      if (client === undefined) throw signInErrors.invalidSecret(clientId ?? '')
+      if (client === undefined) throw signInErrors.invalidSecret()
       return client
     },
 

@@ -12,21 +12,19 @@ const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
 type Form = Record<string, string | undefined>
 interface TenantParams { tenant: string }
 
-/** `client_id:client_secret` of HTTP Basic, each form-encoded (RFC 6749 2.3.1). */
-function basicCredentials (request: FastifyRequest): { id: string, secret: string } | undefined {
+/** The client secret of HTTP Basic's `client_id:client_secret`, each form-encoded (RFC 6749 2.3.1). */
+function basicSecret (request: FastifyRequest): string | undefined {
   const header = request.headers.authorization
   if (typeof header !== 'string' || !/^basic /i.test(header)) return undefined
   const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8')
   const colon = decoded.indexOf(':')
   if (colon === -1) return undefined
-  const formDecode = (part: string): string => {
-    try {
-      return decodeURIComponent(part.replace(/\+/g, ' '))
-    } catch {
-      return part
-    }
+  const secret = decoded.slice(colon + 1)
+  try {
+    return decodeURIComponent(secret.replace(/\+/g, ' '))
+  } catch {
+    return secret
   }
-  return { id: formDecode(decoded.slice(0, colon)), secret: formDecode(decoded.slice(colon + 1)) }
 }
 
 /** Entra ID's documents, with every URL at this broker. */
@@ -81,8 +79,7 @@ export function tokenEndpointRoutes (app: FastifyInstance, { issuer }: SignInOpt
     const grantType = form.grant_type
     if (grantType === undefined || grantType === '') throw signInErrors.missingParameter('grant_type')
     if (grantType !== CLIENT_CREDENTIALS) throw signInErrors.unsupportedGrantType(grantType)
-    const basic = basicCredentials(request)
-    const client = issuer.authenticate(form.client_secret ?? basic?.secret, form.client_id ?? basic?.id)
+    const client = issuer.authenticate(form.client_secret ?? basicSecret(request))
     markAuthenticated(request.raw.socket)
     request.broker.client = client.name
     const profile = issuer.byTenant(request.params.tenant, client)
