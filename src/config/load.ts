@@ -26,7 +26,7 @@ import {
   ProfileSchema,
   type ConfigFile
 } from './schema.js'
-import { readCaFile } from './secret-files.js'
+import { readCaFile, readSigningKeyFile } from './secret-files.js'
 import { defaultStateDir } from './state-dir.js'
 import type { Config } from './types.js'
 import { assertMatchesSchema, dottedPath } from './validate.js'
@@ -96,12 +96,23 @@ export function loadConfig (options: LoadConfigOptions): Config {
       cacheMaxBytes: (settings.reads?.cacheMaxMiB ?? DEFAULT_READS.cacheMaxMiB) * 1024 * 1024
     },
     audit: settings.audit?.file === undefined ? {} : { file: checkAuditFile(resolve(fileDir, settings.audit.file)) },
+    brokerTokens: resolveBrokerTokens(broker.tokenKeyFile, settings.brokerTokens?.signingKeyFile, fileDir),
     ...(extraCaPem === undefined ? {} : { extraCaPem }),
     allowUnauthenticated: broker.allowUnauthenticated ?? settings.allowUnauthenticated ?? false,
     stateDir: broker.stateDir ?? (settings.stateDir === undefined ? defaultStateDir(env) : resolve(fileDir, settings.stateDir)),
     source: file?.path ?? 'environment'
   }
   return deepFreeze(config)
+}
+
+/** The signing key file, checked now (read once, when the first broker token is made or checked). */
+function resolveBrokerTokens (fromEnv: string | undefined, fromFile: string | undefined, fileDir: string): Config['brokerTokens'] {
+  const key = fromEnv === undefined
+    ? fromFile === undefined ? undefined : { file: resolve(fileDir, fromFile), path: 'brokerTokens.signingKeyFile' }
+    : { file: fromEnv, path: 'BROKER_TOKEN_KEY_FILE' }
+  if (key === undefined) return {}
+  readSigningKeyFile(key.file, key.path)
+  return { signingKeyFile: key.file }
 }
 
 /** The broker creates the audit file when it starts: here, what can be told without creating it. */

@@ -277,6 +277,11 @@ export const ConfigFileSchema = Type.Object({
       'File the audit events are appended to: one JSON line per request that changes state (every method but GET and HEAD), refused ones included, each fsync\'d as its request ends; created with mode 0600. Absent: audit events are lines of the main log on stdout (msg "audit").'
     ))
   }, { ...strict, description: 'Audit trail of the requests that change state.' })),
+  brokerTokens: Type.Optional(Type.Object({
+    signingKeyFile: Type.Optional(filePath(
+      'File holding the key that signs broker tokens (at least 32 bytes, mode 0600): replicas that share it accept each other\'s tokens. BROKER_TOKEN_KEY_FILE overrides it. Absent: 32 random bytes made once in the state directory (broker-token.key).'
+    ))
+  }, { ...strict, description: 'Broker tokens: what the token endpoint and the managed-identity endpoint hand out, valid only at this broker.' })),
   caFile: Type.Optional(filePath('PEM file of extra CA certificates trusted for outbound TLS (e.g. a TLS-inspecting proxy). BROKER_CA_FILE overrides it.')),
   stateDir: Type.Optional(filePath('Directory where the broker keeps what it makes once and must find again after a restart: the egress proxy\'s CA and the key that signs broker tokens (mode 0700, files 0600). BROKER_STATE_DIR overrides it. Default: $XDG_STATE_HOME/defender-token-broker, else ~/.local/state/defender-token-broker.')),
   allowUnauthenticated: Type.Optional(Type.Boolean({

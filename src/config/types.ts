@@ -128,6 +128,10 @@ export interface Config {
     /** Absolute path of the audit file; absent: audit events go to the main log. */
     readonly file?: string
   }
+  readonly brokerTokens: {
+    /** Absolute path of the signing key file; absent: the state directory's `broker-token.key`. */
+    readonly signingKeyFile?: string
+  }
   /** PEM text of extra CAs trusted for outbound TLS (BROKER_CA_FILE). */
   readonly extraCaPem?: string
   readonly allowUnauthenticated: boolean

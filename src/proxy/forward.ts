@@ -24,7 +24,7 @@ export interface ForwarderOptions {
   config: Config
   clock: Clock
   metrics: BrokerMetrics
-  route: (target: string) => ProfileMatch | undefined
+  route: (target: string, pinned?: string) => ProfileMatch | undefined
   authorize: (client: Client | undefined, method: string, profile: Profile, upstreamTarget: string) => void
   /** Collapsing and the cache; absent, every read makes its own call. */
   reads?: SharedReads
@@ -48,7 +48,7 @@ export function createForwarder (options: ForwarderOptions) {
   async function prepare (request: ForwardedRequest): Promise<Call> {
     const { req, facts } = request
     const target = req.url as string
-    const match = route(target)
+    const match = route(target, request.caller?.profile)
     if (match === undefined) throw new BrokerNotFound(pathOf(target))
     const { profile, upstreamTarget } = match
     const method = req.method as string
