@@ -5,7 +5,7 @@ import { renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createTestPki, signJwt, type FederatedCredential, type Simulator, type TokenRequestEvent } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import { createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, getAlerts, statusOf } from './helpers/broker.js'
+import { createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, refreshNow, getAlerts, statusOf } from './helpers/broker.js'
 
 const pki = await createTestPki()
 const SCENARIO = { timeout: 20_000 }
@@ -108,11 +108,7 @@ t.test('a rotated assertion file is read at the next token request, without a re
   writeFileSync(join(dir, 'token.new'), assertion({ subject: other }))
   renameSync(join(dir, 'token.new'), file)
 
-  const { refreshAt } = holder.status()
-  if (refreshAt === undefined) throw new TypeError('no token held')
-  const acquired = once(holder, 'acquired')
-  clock.tick(refreshAt - clock.now())
-  const [token, refreshed] = await acquired
+  const [token, refreshed] = await refreshNow(holder, clock)
   t.equal(refreshed, true, 'the scheduled refresh sent the new assertion')
   t.equal(requests.length, 2)
   t.equal(await getAlerts(stack), 200)

@@ -4,7 +4,7 @@ import { chmodSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createTestPki, type ClientCertificate, type Simulator, type TokenRequestEvent } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import { claimsOf, createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, getAlerts, statusOf } from './helpers/broker.js'
+import { claimsOf, createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, refreshNow, getAlerts, statusOf } from './helpers/broker.js'
 import { writePrivate } from './helpers/files.js'
 
 const pki = await createTestPki()
@@ -96,11 +96,7 @@ t.test('a rotated secret file takes effect at the next token request, without a 
   const rotated = 'xyz8Q~the-rotated-secret-0123456789abcdef'
   entra.setSecret(clientId, rotated)
   writeFileSync(file, `${rotated}\n`)
-  const { refreshAt } = holder.status()
-  if (refreshAt === undefined) throw new TypeError('no token held')
-  const acquired = once(holder, 'acquired')
-  clock.tick(refreshAt - clock.now())
-  const [token, refreshed] = await acquired
+  const [token, refreshed] = await refreshNow(holder, clock)
   t.equal(refreshed, true, 'the refresh, with only the rotated secret valid, succeeded')
   t.equal(entra.tokenRequests, 2)
   t.equal(await getAlerts(stack), 200)

@@ -2,7 +2,7 @@ import t from 'tap'
 import { request } from 'undici'
 import { createSampleData } from '../src/simulator/sample-data.js'
 import { DEMO_PAGE_SIZE } from '../src/simulator/index.js'
-import { acceptsConnections, cliEnv, logLines, spawnCli } from './helpers/spawn.js'
+import { acceptsConnections, cliEnv, logLines, spawnCli, stopsCleanly } from './helpers/spawn.js'
 
 t.test('demo: ready-to-paste curl lines, a working broker, a clean exit', async (t) => {
   const home = t.testdir({})
@@ -70,9 +70,6 @@ t.test('demo: ready-to-paste curl lines, a working broker, a clean exit', async 
   await readyz.body.dump()
   t.equal(readyz.statusCode, 200, 'GET /readyz: 200')
 
-  cli.child.kill('SIGTERM')
-  const exit = await cli.waitForExit()
-  t.equal(exit.code, 0, 'SIGTERM: exit code 0')
-  t.equal(exit.signal, null, 'SIGTERM: handled, not killed')
+  await stopsCleanly(t, cli)
   t.same(await Promise.all(ports.map((port) => acceptsConnections(port))), [false, false, false], 'nothing left listening on those ports')
 })

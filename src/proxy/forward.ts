@@ -174,33 +174,46 @@ export function createForwarder (options: ForwarderOptions) {
     if (outcome === undefined) return
     if (outcome.kind === 'failed') throw outcome.error
     if (outcome.kind === 'stored') return deliver(call, outcome.answer, new StoredBody(outcome.answer.body))
-    const body = outcome.take()
+    const body = outcome.take(request.client)
     if (body !== undefined) return deliver(call, outcome.head, body)
     // Too long to share, and another client has it: this one makes its own call.
     delete request.facts.saved
     return alone(call)
   }
 
-  /** The shared call: its answer read whole for every client waiting (and kept when a rule says so), or handed to one when too long. */
+  /**
+   * The shared call: its answer read whole for every client waiting (and kept when a rule says
+   * so), or, when it is long or not a page (a download, an export), handed as it comes to the
+   * first client that takes it, whose going away then stops it.
+   */
   async function share (call: Call, keep: ((answer: StoredAnswer) => void) | undefined): Promise<ReadOutcome | undefined> {
     const answer = await settle(call)
     if (answer === undefined) return undefined
     const { head, exchange } = answer
+    const length = Number(head.headers['content-length'] ?? Number.NaN)
+    const type = head.headers['content-type']
+    const holdable = call.method === 'HEAD' || length <= SHARED_BODY_LIMIT ||
+      (Number.isNaN(length) && typeof type === 'string' && type.includes('json'))
+    if (!holdable) return handOver(head, exchange, exchange)
     const held = await holdBody(exchange.stream(), SHARED_BODY_LIMIT)
     if (held.ended) {
       const stored: StoredAnswer = { status: head.status, headers: head.headers, body: Buffer.concat(held.chunks), receivedAt: clock.now() }
       if (keep !== undefined && head.status === 200) keep(stored)
       return { kind: 'stored', answer: stored }
     }
+    return handOver(head, streamedBody(rejoin(held)), exchange)
+  }
+
+  function handOver (head: UpstreamHead, body: AnswerBody, exchange: UpstreamExchange): ReadOutcome {
     let taken = false
-    const rest = rejoin(held)
     return {
       kind: 'streamed',
       head,
-      take: () => {
+      take: (client) => {
         if (taken) return undefined
         taken = true
-        return streamedBody(rest)
+        client.watch(exchange)
+        return body
       }
     }
   }

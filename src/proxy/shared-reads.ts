@@ -23,8 +23,11 @@ export const SHARED_BODY_LIMIT = 8 * 1024 * 1024
 export type ReadOutcome =
   /** The answer, read whole: each client gets it shaped for itself. */
   | { readonly kind: 'stored', readonly answer: StoredAnswer }
-  /** Too long to hold: the first client to `take` it gets it as it comes; the others make their own call. */
-  | { readonly kind: 'streamed', readonly head: UpstreamHead, readonly take: () => AnswerBody | undefined }
+  /**
+   * Not held (too long, or not a page): the first client to `take` it gets it as it comes, and
+   * its going away stops the call; the others make their own.
+   */
+  | { readonly kind: 'streamed', readonly head: UpstreamHead, readonly take: (client: ClientWatch) => AnswerBody | undefined }
   /** No answer: each client gets the same error. */
   | { readonly kind: 'failed', readonly error: unknown }
 

@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import { getGlobalDispatcher, request } from 'undici'
 import type { TokenFailure } from '../../src/tokens/token-error.js'
-import type { TokenHolder } from '../../src/tokens/token-holder.js'
+import type { HeldToken, TokenHolder } from '../../src/tokens/token-holder.js'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, type AppDeps } from '../../src/app.js'
@@ -36,6 +36,7 @@ export function createLogSink (): LogSink {
   return { lines, stream, text: () => raw.join('\n') }
 }
 
+import type { TestClock } from './clock.js'
 export { createTestClock, type TestClock } from './clock.js'
 
 interface Teardown {
@@ -149,6 +150,15 @@ export function holderOf (stack: BrokerStack, index = 0): TokenHolder {
 export function claimsOf (token: string | undefined): Record<string, unknown> {
   const payload = (token ?? '').replace(/^Bearer /, '').split('.')[1] ?? ''
   return JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Record<string, unknown>
+}
+
+/** Moves the clock to the holder's scheduled refresh; resolves with the token it acquired and whether it was a refresh. */
+export async function refreshNow (holder: TokenHolder, clock: TestClock): Promise<[HeldToken, boolean]> {
+  const { refreshAt } = holder.status()
+  if (refreshAt === undefined) throw new TypeError('no token held')
+  const acquired = once(holder, 'acquired')
+  clock.tick(refreshAt - clock.now())
+  return await acquired as [HeldToken, boolean]
 }
 
 /** The holder's last failure, or the next one when none is recorded yet. */

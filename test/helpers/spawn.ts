@@ -107,6 +107,14 @@ export function spawnCli (t: Teardown, args: string[], options: { env: Record<st
 }
 
 /** Runs a command that is expected to finish on its own. */
+/** SIGTERM, then the exit: 0, handled by the broker rather than killed by the signal. */
+export async function stopsCleanly (t: { equal: (a: unknown, b: unknown, message: string) => unknown }, cli: CliProcess): Promise<void> {
+  cli.child.kill('SIGTERM')
+  const exit = await cli.waitForExit()
+  t.equal(exit.code, 0, 'SIGTERM: exit code 0')
+  t.equal(exit.signal, null, 'SIGTERM: handled, not killed')
+}
+
 export function runCli (t: Teardown, args: string[], options: { env: Record<string, string>, cwd?: string }): Promise<Exit> {
   return spawnCli(t, args, options).waitForExit()
 }
