@@ -100,6 +100,29 @@ export function rssBytes (pid: number | undefined): number | undefined {
   }
 }
 
+/** Where a process's resident memory is, from /proc/PID/smaps_rollup (Linux), in bytes. */
+export interface MemoryParts {
+  rss: number
+  /** The process's own memory: V8's heap, buffers, malloc'd memory. */
+  anonymous: number
+  /** Pages of files, most of them the Node.js binary's, shared by every process that maps them. */
+  fileBacked: number
+}
+
+export function memoryParts (pid: number | undefined): MemoryParts | undefined {
+  if (pid === undefined) return undefined
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
+    const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN) * 1024
+    const rss = kib('Rss')
+    const anonymous = kib('Anonymous')
+    if (Number.isNaN(rss) || Number.isNaN(anonymous)) return undefined
+    return { rss, anonymous, fileBacked: rss - anonymous }
+  } catch {
+    return undefined
+  }
+}
+
 /** CPU seconds (user + system) a process has used, from /proc (Linux); undefined elsewhere. */
 export function cpuSeconds (pid: number): number | undefined {
   try {
@@ -184,6 +207,8 @@ export interface BrokerStartOptions {
   authorityHost: string
   logLevel: 'info' | 'warn'
   refreshBeforeSeconds?: number
+  /** The Node.js binary to run the broker on; the bench's own by default. */
+  nodePath?: string
   /** Resolves as soon as the broker listens, before its first token is in. */
   onListening?: (url: string) => void
 }
@@ -224,7 +249,7 @@ export async function startBroker (options: BrokerStartOptions): Promise<Broker>
   const logPath = join(dirname(options.files.caFile), `broker-${++brokerLogs}.log`)
   const logFd = openSync(logPath, 'w')
   const spawnedAt = performance.now()
-  const child = track(spawn(process.execPath, [options.cli, 'serve', '--config', configPath], {
+  const child = track(spawn(options.nodePath ?? process.execPath, [options.cli, 'serve', '--config', configPath], {
     stdio: ['ignore', logFd, 'pipe'],
     env
   }))
@@ -319,9 +344,9 @@ export function writeBrokerFiles (dir: string, fixtures: {
 }
 
 /** Milliseconds from spawning `node -e 0` to its exit: node's own start-up on this machine. */
-export async function nodeStartupMs (): Promise<number> {
+export async function nodeStartupMs (nodePath = process.execPath): Promise<number> {
   const started = performance.now()
-  const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore', env: cleanEnv({}) })
+  const child = spawn(nodePath, ['-e', '0'], { stdio: 'ignore', env: cleanEnv({}) })
   await once(child, 'exit')
   return performance.now() - started
 }

@@ -20,8 +20,8 @@ import { Client, Pool, request } from 'undici'
 import type { EntraReady, FixturesReady, TokenRequestsReply, UpstreamReady } from './fixtures.js'
 import { assertClean, runLoad, type LoadOptions, type LoadResult } from './load.js'
 import {
-  cpuSeconds, findNginx, killAllChildren, nodeStartupMs, rssBytes, startBroker, startIpcChild, startNginx, waitForStatus,
-  withTimeout, writeBrokerFiles, type Broker, type BrokerStartOptions, type IpcChild, type Nginx
+  cpuSeconds, findNginx, killAllChildren, memoryParts, nodeStartupMs, rssBytes, startBroker, startIpcChild, startNginx, waitForStatus,
+  withTimeout, writeBrokerFiles, type Broker, type BrokerStartOptions, type IpcChild, type MemoryParts, type Nginx
 } from './processes.js'
 import { pollingCalls } from './polling.js'
 import { median, MIB, percentile, round } from './stats.js'
@@ -74,6 +74,8 @@ const TARGETS = {
   streamRatio: 0.8,
   streamRssGrowthMiB: 64,
   idleRssMiB: 80,
+  /** The broker's own memory once idle, whatever the Node binary's pages come to (Node 24's alone pass 50 MiB). */
+  idleAnonymousMiB: 40,
   listeningMs: 300,
   /** Ten tools polling once a second for a minute: calls with collapsing alone, and with a 5 s cache. */
   pollingCollapsed: 60,
@@ -237,17 +239,46 @@ const fmtMiB = (n: number) => `${(n / MIB).toFixed(1)} MiB`
 // ---------------------------------------------------------------------------------------------
 // Figures.
 
+/**
+ * Node 24, the image's: `BENCH_NODE24` (a node binary), else the one `npx -y node@24` fetches
+ * from the npm registry; undefined when neither can be had.
+ */
+function findNode24 (): string | undefined {
+  const given = process.env.BENCH_NODE24
+  if (given !== undefined && given !== '') return given
+  try {
+    const path = execFileSync('npx', ['-y', 'node@24', '-p', 'process.execPath'], { encoding: 'utf8', timeout: 180_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    return path === '' ? undefined : path
+  } catch {
+    return undefined
+  }
+}
+
 async function idleAndStartup (): Promise<void> {
+  await idleAndStartupOn('6.', 'this machine\'s Node', process.execPath)
+  const node24 = process.versions.node.startsWith('24.') ? undefined : findNode24()
+  if (node24 === undefined) {
+    if (!process.versions.node.startsWith('24.')) notes.push('6. on Node 24: not measured (no BENCH_NODE24, and npx -y node@24 failed)')
+    return
+  }
+  await idleAndStartupOn('6. Node 24:', 'Node 24', node24)
+}
+
+async function idleAndStartupOn (prefix: string, label: string, nodePath: string): Promise<void> {
   const starts: number[] = []
   const rss: number[] = []
+  const parts: MemoryParts[] = []
+  const version = execFileSync(nodePath, ['-p', 'process.version'], { encoding: 'utf8' }).trim()
   for (let i = 0; i < SETTINGS.idle.starts; i++) {
-    const broker = await launchBroker({ logLevel: 'info' })
+    const broker = await launchBroker({ logLevel: 'info', nodePath })
     try {
       starts.push(broker.listeningMs)
       await waitForStatus(`${broker.url}/readyz`, 200, 20_000)
       await sleep(SETTINGS.idle.settleMs)
       const bytes = rssBytes(broker.pid)
       if (bytes !== undefined) rss.push(bytes)
+      const memory = memoryParts(broker.pid)
+      if (memory !== undefined) parts.push(memory)
       // The broker answers the page as the upstream serves it (after the sample: idle means idle).
       if (i === 0) await verify('broker', broker.url)
     } finally {
@@ -255,32 +286,42 @@ async function idleAndStartup (): Promise<void> {
     }
   }
   const nodeStarts: number[] = []
-  for (let i = 0; i < SETTINGS.nodeStartups; i++) nodeStarts.push(await nodeStartupMs())
+  for (let i = 0; i < SETTINGS.nodeStartups; i++) nodeStarts.push(await nodeStartupMs(nodePath))
 
   const idleRss = rss.length === 0 ? undefined : median(rss)
+  const anonymous = parts.length === 0 ? undefined : median(parts.map((part) => part.anonymous))
+  const fileBacked = parts.length === 0 ? undefined : median(parts.map((part) => part.fileBacked))
   const listening = median(starts)
-  figures.idle = {
+  figures[`idle ${version}`] = {
+    node: version,
     rssBytes: rss,
     medianRssBytes: idleRss,
+    smapsRollup: parts,
     listeningMs: starts.map(n => round(n, 1)),
     medianListeningMs: round(listening, 1),
     nodeStartupMs: nodeStarts.map(n => round(n, 1)),
     medianNodeStartupMs: round(median(nodeStarts), 1)
   }
   rows.push({
-    figure: `6. idle RSS after ready (median of ${rss.length})`,
+    figure: `${prefix} idle RSS after ready, ${label} ${version} (median of ${rss.length})`,
     value: idleRss === undefined ? 'n/a (no /proc)' : fmtMiB(idleRss),
     target: `<= ${TARGETS.idleRssMiB} MiB`,
     met: idleRss === undefined ? undefined : idleRss <= TARGETS.idleRssMiB * MIB
   })
   rows.push({
-    figure: `6. spawn to 'broker listening' (median of ${starts.length})`,
+    figure: `${prefix}   of which the broker's own (anonymous) / the Node binary's and other files' pages`,
+    value: anonymous === undefined || fileBacked === undefined ? 'n/a (no smaps_rollup)' : `${fmtMiB(anonymous)} / ${fmtMiB(fileBacked)}`,
+    target: `<= ${TARGETS.idleAnonymousMiB} MiB anonymous`,
+    met: anonymous === undefined ? undefined : anonymous <= TARGETS.idleAnonymousMiB * MIB
+  })
+  rows.push({
+    figure: `${prefix} spawn to 'broker listening', ${label} (median of ${starts.length})`,
     value: `${listening.toFixed(0)} ms`,
     target: `<= ${TARGETS.listeningMs} ms`,
     met: listening <= TARGETS.listeningMs
   })
   rows.push({
-    figure: '6.   for scale: spawn to exit of `node -e 0`',
+    figure: `${prefix}   for scale: spawn to exit of \`node -e 0\``,
     value: `${median(nodeStarts).toFixed(0)} ms`,
     target: '',
     met: undefined
