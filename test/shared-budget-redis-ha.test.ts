@@ -176,6 +176,9 @@ if (requireRedis(t)) {
       const fallbacks = broker.logs.lines.filter((line) => line.level === 40 && /rate-limit store unreachable/.test(String(line.msg)))
       const back = broker.logs.lines.filter((line) => /rate-limit store answers again/.test(String(line.msg)))
       t.equal(back.length, fallbacks.length, `each fallback (${fallbacks.length}) is logged, and the way back`)
+      const metrics = await (await fetch(`${broker.url}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
+      t.match(metrics, new RegExp(`broker_ratelimit_store_fallbacks_total\\{profile="default"\\} ${fallbacks.length}\n`), 'and counted')
+      t.match(metrics, /broker_ratelimit_store_shared\{profile="default"\} 1\n/, 'shared again')
       t.notMatch(JSON.stringify(broker.logs.lines), /"redis":"redis:\/\/[^"]*@/, 'no password in the logs')
     }
   })

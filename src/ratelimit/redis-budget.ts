@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
-import { rootCertificates } from 'node:tls'
+import { isIP } from 'node:net'
+import { checkServerIdentity, rootCertificates, type PeerCertificate } from 'node:tls'
 import type { Cluster, Redis, Result } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Clock } from '../common/clock.js'
@@ -415,7 +416,7 @@ function createClient (connection: RedisConnection, extraCaPem: string | undefin
           connectTimeout: CONNECT_TIMEOUT_MS,
           maxRetriesPerRequest: 1,
           ...auth,
-          ...(connection.tls ? tlsOptions : {})
+          ...(connection.tls ? { tls: { ...tlsOptions.tls, ...clusterIdentity(connection.nodes) } } : {})
         },
         // Managed clusters (ElastiCache, Azure) hand out names their certificates hold: keep them.
         ...(connection.tls ? { dnsLookup: (address: string, callback: (err: null, address: string) => void) => callback(null, address) } : {}),
@@ -423,6 +424,17 @@ function createClient (connection: RedisConnection, extraCaPem: string | undefin
         clusterRetryStrategy: (times: number) => Math.min(times * 100, MAX_RECONNECT_DELAY_MS)
       })
   }
+}
+
+/**
+ * A cluster may announce its nodes by IP address (Azure Cache for Redis does) while their
+ * certificate names the cluster: a node reached by address is checked against the name of the
+ * first node configured, when that is a name.
+ */
+function clusterIdentity (nodes: readonly RedisNode[]): { checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined } {
+  const name = nodes.find((node) => isIP(node.host) === 0)?.host
+  if (name === undefined) return {}
+  return { checkServerIdentity: (host, cert) => checkServerIdentity(isIP(host) === 0 ? host : name, cert) }
 }
 
 /** Hosts and ports only, for logs. */
