@@ -192,7 +192,7 @@ if (requireRedis(t)) {
     const brokers = await startBrokers(t, 3, {
       simulator,
       upstream,
-      target: { mode: 'cluster', nodes: nodes.slice(0, 1), tls: false },
+      target: { mode: 'cluster', nodes: nodes.slice(0, 1).map(({ host, port }) => ({ host, port })), tls: false },
       rateLimit: { perMinute, perHour: 1500, maxQueueSeconds: 0 },
       expectedReplicas: 1
     })
@@ -207,5 +207,42 @@ if (requireRedis(t)) {
     // The app's keys share one hash slot: they all live on one node of the three.
     const holders = await Promise.all(nodes.map(async ({ port }) => (await command(port, 'KEYS', `${KEY_PREFIX}*`) as string[]).length))
     t.equal(holders.filter((count) => count > 0).length, 1, `one node holds the app's keys (${holders.join(', ')})`)
+  })
+
+  t.test('Cluster: the node holding the app\'s keys crashes; each broker decides alone, logged, counted and shown', async (t) => {
+    const nodes = await startCluster(t)
+    const simulator = await startSimulator()
+    t.teardown(() => simulator.close())
+    const { upstream } = await timedUpstream(t)
+    const perMinute = 30
+    const brokers = await startBrokers(t, 3, {
+      simulator,
+      upstream,
+      target: { mode: 'cluster', nodes: nodes.map(({ host, port }) => ({ host, port })), tls: false },
+      rateLimit: { perMinute, perHour: 1500, maxQueueSeconds: 0 },
+      expectedReplicas: 3
+    })
+    const burst = (perBroker: number) => Promise.all(brokers.flatMap((broker) => Array.from({ length: perBroker }, () => get(broker))))
+
+    t.same(statuses(await burst(4)), { 200: 12 }, 'shared: 12 of 30')
+    const holders = await Promise.all(nodes.map(async ({ port }) => (await command(port, 'KEYS', `${KEY_PREFIX}*`) as string[]).length))
+    const holder = nodes[holders.findIndex((count) => count > 0)]
+    if (holder === undefined) throw new Error('no node holds the keys')
+    const fallen = Promise.all(brokers.map((broker) => storeSwitch(broker.budget, 'local-fallback')))
+    await holder.kill()
+    t.same(statuses(await burst(4)), { 200: 12 }, 'with the node gone, every request still gets its answer from the API')
+    await fallen
+    t.same(statuses(await burst(4)), { 200: 6, 429: 6 },
+      'each broker keeps to 30 / 3 = 10 a minute, counting the 4 it sent through Redis and the 4 since: 2 more each')
+    for (const broker of brokers) {
+      t.match(await budgetOf(broker), { store: 'local-fallback' }, '/status shows the broker deciding alone')
+      const metrics = await (await fetch(`${broker.url}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
+      t.match(metrics, /broker_ratelimit_store_shared\{profile="default"\} 0\n/)
+      t.match(metrics, /broker_ratelimit_store_fallbacks_total\{profile="default"\} [1-9]\d*\n/)
+      const warnings = broker.logs.lines.filter((line) => line.level === 40 && /rate-limit store unreachable/.test(String(line.msg)))
+      t.ok(warnings.length >= 1, 'the switch is logged')
+      t.match(warnings[0], { redis: `cluster redis://127.0.0.1:${nodes[0]?.port ?? 0},redis://127.0.0.1:${nodes[1]?.port ?? 0},redis://127.0.0.1:${nodes[2]?.port ?? 0}` },
+        'the log names the cluster\'s hosts and ports')
+    }
   })
 }

@@ -206,6 +206,8 @@ export class RedisBudgetStore {
   #probing = false
   #lastProbe = 0
   #closing: Promise<void> | undefined
+  /** A key of the last decision: probes ask the node that holds it. */
+  #probeKey: string | undefined
 
   constructor (options: RedisBudgetStoreOptions) {
     this.#logger = options.logger
@@ -238,7 +240,9 @@ export class RedisBudgetStore {
       this.#clock.now() - this.#lastProbe >= this.#probeIntervalMs) {
       this.#probing = true
       this.#lastProbe = this.#clock.now()
-      withTimeout(this.#client.ping(), this.#timeoutMs).then(() => this.#up(), () => {}).finally(() => { this.#probing = false })
+      // On a cluster, a ping may reach a node that answers while the one holding the budgets does not.
+      const probe: Promise<unknown> = this.#probeKey === undefined ? this.#client.ping() : this.#client.exists(this.#probeKey)
+      withTimeout(probe, this.#timeoutMs).then(() => this.#up(), () => {}).finally(() => { this.#probing = false })
     }
     return false
   }
@@ -246,6 +250,7 @@ export class RedisBudgetStore {
   /** Takes the next slot of `keys` in `windows`, unless it is more than `maxWaitMs` away. */
   async take (keys: SlotKeys, windows: readonly Window[], maxWaitMs: number): Promise<SlotDecision> {
     const member = `${this.#member}:${++this.#sequence}`
+    this.#probeKey = keys.slots
     const args: Array<string | number> = [Math.floor(maxWaitMs), member]
     for (const { ms, limit } of windows) args.push(ms, limit)
     const [granted, now = 0, at = 0, paused = 0, cause = '', ...used] =

@@ -112,16 +112,23 @@ export async function startSentinelGroup (t: Teardown, name = 'budgets'): Promis
   }
 }
 
+export interface ClusterNode {
+  host: string
+  port: number
+  /** SIGKILL, as a crash. */
+  kill (): Promise<void>
+}
+
 /** Three primaries, no replicas, joined with redis-cli --cluster create; killed in teardown. */
-export async function startCluster (t: Teardown): Promise<Array<{ host: string, port: number }>> {
+export async function startCluster (t: Teardown): Promise<ClusterNode[]> {
   const dir = workDir(t)
   const ports = await Promise.all(Array.from({ length: 6 }, () => freePort()))
   const nodes = [0, 1, 2].map((i) => ({ port: ports[i] as number, bus: ports[i + 3] as number }))
-  await Promise.all(nodes.map(({ port, bus }) => server(t, dir, port, [
+  const children = await Promise.all(nodes.map(({ port, bus }) => server(t, dir, port, [
     '--cluster-enabled', 'yes', '--cluster-port', String(bus), '--cluster-config-file', join(dir, `nodes-${port}.conf`)
   ])))
   await run('redis-cli', ['--cluster', 'create', ...nodes.map(({ port }) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'])
   await Promise.all(nodes.map(({ port }) => until(`node ${port} seeing the cluster whole`, async () =>
     /cluster_state:ok/.test(String(await command(port, 'CLUSTER', 'INFO'))) ? true : undefined)))
-  return nodes.map(({ port }) => ({ host: '127.0.0.1', port }))
+  return nodes.map(({ port }, i) => ({ host: '127.0.0.1', port, kill: () => stop(children[i], 'SIGKILL') }))
 }
