@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { startSimulator } from '../src/simulator/index.js'
+import { command, startCluster, startSentinelGroup } from './helpers/redis-ha.js'
 import { requireRedis, startRedis } from './helpers/redis.js'
 import { CLI_PATH, cliEnv, spawnCli, type CliProcess } from './helpers/spawn.js'
 
@@ -113,6 +114,25 @@ t.test('serve from the bundle with a budget shared through Redis (ioredis loaded
   const metrics = await get(`${url}/metrics`)
   t.equal(metrics.status, 200, 'GET /metrics: 200')
   t.match(metrics.text, sample('broker_ratelimit_store_shared', { profile: PROFILE }, '1'), 'GET /metrics: broker_ratelimit_store_shared 1')
+})
+
+t.test('serve from the bundle with a budget on a Redis Cluster and on a Sentinel group (ioredis\'s Cluster and sentinels)', async (t) => {
+  if (!requireRedis(t)) return
+  const nodes = await startCluster(t)
+  const group = await startSentinelGroup(t)
+  const primary = await group.primaryPort()
+  for (const [mode, store, holders] of [
+    ['cluster', `{ type: redis, nodes: ["127.0.0.1:${nodes[0]?.port ?? 0}"], keyPrefix: "bundle:", timeoutMs: 1000 }`, nodes.map((node) => node.port)],
+    ['sentinel', `{ type: redis, sentinels: [${group.sentinels.map((s) => `"redis://127.0.0.1:${s.port}"`).join(', ')}], name: ${group.name}, keyPrefix: "bundle:", timeoutMs: 1000 }`, [primary]]
+  ] as const) {
+    const { url } = await serveBundle(t, brokerYaml([`rateLimit: { store: ${store} }`]))
+    const alerts = await get(`${url}/api/alerts`)
+    t.equal(alerts.status, 200, `${mode}: a forwarded GET /api/alerts: 200, its slot taken in Redis`)
+    const status = JSON.parse((await get(`${url}/status`)).text) as { profiles: Array<{ budget: { store: string } }> }
+    t.equal(status.profiles[0]?.budget.store, 'redis', `${mode}: /status: the budget is shared through Redis`)
+    const keys = await Promise.all(holders.map(async (port) => (await command(port, 'KEYS', 'bundle:*') as string[]).length))
+    t.ok(keys.some((count) => count > 0), `${mode}: the budget's keys are in Redis`)
+  }
 })
 
 t.test('the package depends on exactly the packages the bundle loads at run time', async (t) => {

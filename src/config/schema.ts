@@ -133,8 +133,31 @@ const RedisStore = Type.Object({
     description: 'redis:// or rediss:// URL of the Redis, e.g. redis://redis:6379/0. A password in it makes it a secret: prefer urlFile. BROKER_REDIS_URL overrides it.'
   })),
   urlFile: Type.Optional(filePath(
-    'File holding the Redis URL (e.g. a docker secret, when it holds a password); it must not be readable by group or others. BROKER_REDIS_URL_FILE overrides it. Set exactly one of url and urlFile.'
+    'File holding the Redis URL (e.g. a docker secret, when it holds a password); it must not be readable by group or others. BROKER_REDIS_URL_FILE overrides it. Set exactly one of url, urlFile, sentinels and nodes.'
   )),
+  sentinels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
+    description: 'Redis Sentinel group: its sentinels as host:port (or redis://host:port, rediss://host:port for TLS), e.g. ["sentinel-0:26379", "sentinel-1:26379", "sentinel-2:26379"]. The budgets live on the primary the sentinels name; after a failover the broker follows the new one. Needs name. Set exactly one of url, urlFile, sentinels and nodes.'
+  })),
+  name: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'With sentinels: the name of the Redis primary group the sentinels watch (their "sentinel monitor" name, e.g. mymaster).'
+  })),
+  nodes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
+    description: 'Redis Cluster: some of its nodes as host:port (or redis://host:port, rediss://host:port for TLS), e.g. ["redis-0:6379", "redis-1:6379"]; the broker learns the others from them. A managed cluster\'s configuration endpoint is one node. Set exactly one of url, urlFile, sentinels and nodes.'
+  })),
+  username: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'With sentinels or nodes: the Redis ACL user of the data nodes, when not "default".'
+  })),
+  passwordFile: Type.Optional(filePath(
+    'With sentinels or nodes: file holding the password of the Redis data nodes (the primary and its replicas, or the cluster\'s nodes); it must not be readable by group or others.'
+  )),
+  sentinelPasswordFile: Type.Optional(filePath(
+    'With sentinels: file holding the sentinels\' own password, when they have one (requirepass in sentinel.conf); it must not be readable by group or others.'
+  )),
+  tls: Type.Optional(Type.Boolean({
+    description: 'With sentinels or nodes: connect with TLS (as a rediss:// entry does), trusting Node\'s CAs and caFile (BROKER_CA_FILE).'
+  })),
   keyPrefix: Type.Optional(Type.String({
     maxLength: 200,
     default: DEFAULT_REDIS_STORE.keyPrefix,

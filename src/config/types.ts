@@ -39,10 +39,39 @@ export type RateLimitStoreConfig =
   | { readonly type: 'local' }
   | {
     readonly type: 'redis'
-    /** The Redis URL; it may hold a password. */
-    readonly url: SecretSource
+    readonly target: RedisTarget
     readonly keyPrefix: string
     readonly timeoutMs: number
+  }
+
+export interface RedisNode {
+  readonly host: string
+  readonly port: number
+}
+
+/** Where the shared budgets live: one Redis, a Sentinel group's primary, or a Redis Cluster. */
+export type RedisTarget =
+  | {
+    readonly mode: 'single'
+    /** The Redis URL; it may hold a password. */
+    readonly url: SecretSource
+  }
+  | {
+    readonly mode: 'sentinel'
+    readonly sentinels: readonly RedisNode[]
+    /** The primary group's name. */
+    readonly name: string
+    readonly username?: string
+    readonly password?: SecretSource
+    readonly sentinelPassword?: SecretSource
+    readonly tls: boolean
+  }
+  | {
+    readonly mode: 'cluster'
+    readonly nodes: readonly RedisNode[]
+    readonly username?: string
+    readonly password?: SecretSource
+    readonly tls: boolean
   }
 
 export interface SharedRateLimitConfig {

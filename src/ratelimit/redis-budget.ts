@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
-import { rootCertificates } from 'node:tls'
-import type { Redis, Result } from 'ioredis'
+import { isIP } from 'node:net'
+import { checkServerIdentity, rootCertificates, type PeerCertificate } from 'node:tls'
+import type { Cluster, Redis, Result } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Clock } from '../common/clock.js'
+import type { RedisNode } from '../config/types.js'
 import type { Window } from './budget.js'
 
 const require = createRequire(import.meta.url)
@@ -128,9 +130,25 @@ export const DEFAULT_PROBE_INTERVAL_MS = 1000
 const CONNECT_TIMEOUT_MS = 2000
 const MAX_RECONNECT_DELAY_MS = 2000
 
+/** Where the store connects, with its passwords read; never logged but for hosts and ports. */
+export type RedisConnection =
+  | { mode: 'single', url: string }
+  | {
+    mode: 'sentinel'
+    sentinels: readonly RedisNode[]
+    name: string
+    username?: string
+    password?: string
+    sentinelPassword?: string
+    tls: boolean
+  }
+  | { mode: 'cluster', nodes: readonly RedisNode[], username?: string, password?: string, tls: boolean }
+
 export interface RedisBudgetStoreOptions {
-  /** redis:// or rediss:// URL; it may hold a password, so it is never logged. */
-  url: string
+  /** redis:// or rediss:// URL; it may hold a password, so it is never logged. Or `connection`. */
+  url?: string
+  /** A Sentinel group or a Redis Cluster (or one Redis, as `url`). */
+  connection?: RedisConnection
   /** Longest a decision may take before the broker decides alone. */
   timeoutMs: number
   logger: Logger
@@ -175,7 +193,7 @@ export interface SlotDecision {
  * alone) until the client reconnects or a probe answers in time. Switches are logged once each.
  */
 export class RedisBudgetStore {
-  readonly #client: Redis
+  readonly #client: Redis | Cluster
   readonly #logger: Logger
   readonly #clock: Pick<Clock, 'now'>
   readonly #target: string
@@ -188,25 +206,17 @@ export class RedisBudgetStore {
   #probing = false
   #lastProbe = 0
   #closing: Promise<void> | undefined
+  /** A key of the last decision: probes ask the node that holds it. */
+  #probeKey: string | undefined
 
   constructor (options: RedisBudgetStoreOptions) {
     this.#logger = options.logger
     this.#clock = options.clock
-    this.#target = describeTarget(options.url)
+    const connection: RedisConnection = options.connection ?? { mode: 'single', url: options.url ?? '' }
+    this.#target = describeConnection(connection)
     this.#probeIntervalMs = options.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS
     this.#timeoutMs = options.timeoutMs
-    const tls = new URL(options.url).protocol === 'rediss:'
-      ? { tls: options.extraCaPem === undefined ? {} : { ca: [...rootCertificates, options.extraCaPem] } }
-      : {}
-    // Loaded only by a broker that shares its budgets: the others never need it.
-    const { Redis } = require('ioredis') as typeof import('ioredis')
-    this.#client = new Redis(options.url, {
-      ...tls,
-      lazyConnect: true,
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (times) => Math.min(times * 100, MAX_RECONNECT_DELAY_MS)
-    })
+    this.#client = createClient(connection, options.extraCaPem)
     this.#client.defineCommand('brokerBudgetTake', { numberOfKeys: 3, lua: TAKE_SCRIPT })
     this.#client.defineCommand('brokerBudgetPause', { numberOfKeys: 2, lua: PAUSE_SCRIPT })
     this.#client.defineCommand('brokerBudgetPauses', { lua: PAUSES_SCRIPT, readOnly: true })
@@ -214,6 +224,8 @@ export class RedisBudgetStore {
     this.#client.on('ready', () => this.#up())
     this.#client.on('error', (err: Error) => this.#down(err))
     this.#client.on('close', () => this.#down(new Error('connection closed')))
+    // A Cluster reports its nodes' errors apart; a node away is the cluster not answering in full.
+    this.#client.on('node error', (err: Error) => this.#down(err))
   }
 
   /** Whether Redis answered the last command in time. */
@@ -228,7 +240,9 @@ export class RedisBudgetStore {
       this.#clock.now() - this.#lastProbe >= this.#probeIntervalMs) {
       this.#probing = true
       this.#lastProbe = this.#clock.now()
-      withTimeout(this.#client.ping(), this.#timeoutMs).then(() => this.#up(), () => {}).finally(() => { this.#probing = false })
+      // On a cluster, a ping may reach a node that answers while the one holding the budgets does not.
+      const probe: Promise<unknown> = this.#probeKey === undefined ? this.#client.ping() : this.#client.exists(this.#probeKey)
+      withTimeout(probe, this.#timeoutMs).then(() => this.#up(), () => {}).finally(() => { this.#probing = false })
     }
     return false
   }
@@ -236,6 +250,7 @@ export class RedisBudgetStore {
   /** Takes the next slot of `keys` in `windows`, unless it is more than `maxWaitMs` away. */
   async take (keys: SlotKeys, windows: readonly Window[], maxWaitMs: number): Promise<SlotDecision> {
     const member = `${this.#member}:${++this.#sequence}`
+    this.#probeKey = keys.slots
     const args: Array<string | number> = [Math.floor(maxWaitMs), member]
     for (const { ms, limit } of windows) args.push(ms, limit)
     const [granted, now = 0, at = 0, paused = 0, cause = '', ...used] =
@@ -362,6 +377,80 @@ function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
     clearTimeout(timer)
     clearImmediate(immediate)
   })
+}
+
+const REDIS_OPTIONS = {
+  lazyConnect: true,
+  connectTimeout: CONNECT_TIMEOUT_MS,
+  maxRetriesPerRequest: 1,
+  retryStrategy: (times: number) => Math.min(times * 100, MAX_RECONNECT_DELAY_MS)
+}
+
+function createClient (connection: RedisConnection, extraCaPem: string | undefined): Redis | Cluster {
+  const tlsOptions = { tls: extraCaPem === undefined ? {} : { ca: [...rootCertificates, extraCaPem] } }
+  // Loaded only by a broker that shares its budgets: the others never need it.
+  const { Redis, Cluster } = require('ioredis') as typeof import('ioredis')
+  const auth = {
+    ...(connection.mode !== 'single' && connection.username !== undefined ? { username: connection.username } : {}),
+    ...(connection.mode !== 'single' && connection.password !== undefined ? { password: connection.password } : {})
+  }
+  switch (connection.mode) {
+    case 'single':
+      return new Redis(connection.url, {
+        ...(new URL(connection.url).protocol === 'rediss:' ? tlsOptions : {}),
+        ...REDIS_OPTIONS
+      })
+    case 'sentinel':
+      return new Redis({
+        ...REDIS_OPTIONS,
+        ...auth,
+        sentinels: connection.sentinels.map(({ host, port }) => ({ host, port })),
+        name: connection.name,
+        ...(connection.sentinelPassword === undefined ? {} : { sentinelPassword: connection.sentinelPassword }),
+        ...(connection.tls ? { ...tlsOptions, enableTLSForSentinelMode: true, sentinelTLS: tlsOptions.tls } : {}),
+        // Follow a failover as the sentinels announce it, not only when the old primary drops us.
+        failoverDetector: true,
+        sentinelRetryStrategy: (times: number) => Math.min(times * 100, MAX_RECONNECT_DELAY_MS),
+        // A demoted primary refuses writes: reconnect, and the sentinels name the new one.
+        reconnectOnError: (err: Error) => err.message.startsWith('READONLY') ? 2 : false
+      })
+    case 'cluster':
+      return new Cluster(connection.nodes.map(({ host, port }) => ({ host, port })), {
+        lazyConnect: true,
+        redisOptions: {
+          connectTimeout: CONNECT_TIMEOUT_MS,
+          maxRetriesPerRequest: 1,
+          ...auth,
+          ...(connection.tls ? { tls: { ...tlsOptions.tls, ...clusterIdentity(connection.nodes) } } : {})
+        },
+        // Managed clusters (ElastiCache, Azure) hand out names their certificates hold: keep them.
+        ...(connection.tls ? { dnsLookup: (address: string, callback: (err: null, address: string) => void) => callback(null, address) } : {}),
+        slotsRefreshTimeout: CONNECT_TIMEOUT_MS,
+        clusterRetryStrategy: (times: number) => Math.min(times * 100, MAX_RECONNECT_DELAY_MS)
+      })
+  }
+}
+
+/**
+ * A cluster may announce its nodes by IP address (Azure Cache for Redis does) while their
+ * certificate names the cluster: a node reached by address is checked against the name of the
+ * first node configured, when that is a name.
+ */
+function clusterIdentity (nodes: readonly RedisNode[]): { checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined } {
+  const name = nodes.find((node) => isIP(node.host) === 0)?.host
+  if (name === undefined) return {}
+  return { checkServerIdentity: (host, cert) => checkServerIdentity(isIP(host) === 0 ? host : name, cert) }
+}
+
+/** Hosts and ports only, for logs. */
+export function describeConnection (connection: RedisConnection): string {
+  const list = (nodes: readonly RedisNode[], tls: boolean) =>
+    nodes.map(({ host, port }) => `${tls ? 'rediss' : 'redis'}://${host.includes(':') ? `[${host}]` : host}:${port}`).join(',')
+  switch (connection.mode) {
+    case 'single': return describeTarget(connection.url)
+    case 'sentinel': return `sentinel ${connection.name} via ${list(connection.sentinels, connection.tls)}`
+    case 'cluster': return `cluster ${list(connection.nodes, connection.tls)}`
+  }
 }
 
 /** host:port of a Redis URL, for logs: never the user name or password it may hold. */

@@ -1,11 +1,11 @@
 import { pino, type Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import type { Clock } from '../common/clock.js'
-import type { Config, ProfileConfig } from '../config/types.js'
+import type { Config, ProfileConfig, RedisTarget } from '../config/types.js'
 import { createCredential, type Credential } from '../credentials/index.js'
 import { createBudgetKeys } from '../ratelimit/budget-keys.js'
 import { ProfileBudget, type RateBudget } from '../ratelimit/profile-budget.js'
-import { RedisBudgetStore } from '../ratelimit/redis-budget.js'
+import { RedisBudgetStore, type RedisConnection } from '../ratelimit/redis-budget.js'
 import { SharedBudget } from '../ratelimit/shared-budget.js'
 import { TokenHolder } from '../tokens/token-holder.js'
 
@@ -52,7 +52,7 @@ function createBudgetFactory (config: Config, deps: ProfileDeps): (profile: Prof
     })
   }
   const redis = new RedisBudgetStore({
-    url: store.url.read(),
+    connection: connectionOf(store.target),
     timeoutMs: store.timeoutMs,
     logger: deps.logger ?? pino({ enabled: false }),
     clock: deps.clock,
@@ -67,6 +67,24 @@ function createBudgetFactory (config: Config, deps: ProfileDeps): (profile: Prof
     expectedReplicas,
     ...(windows === undefined ? {} : { windows })
   })
+}
+
+/** The store's target with its passwords read. */
+function connectionOf (target: RedisTarget): RedisConnection {
+  if (target.mode === 'single') return { mode: 'single', url: target.url.read() }
+  const secrets = {
+    ...(target.username === undefined ? {} : { username: target.username }),
+    ...(target.password === undefined ? {} : { password: target.password.read() })
+  }
+  if (target.mode === 'cluster') return { mode: 'cluster', nodes: target.nodes, tls: target.tls, ...secrets }
+  return {
+    mode: 'sentinel',
+    sentinels: target.sentinels,
+    name: target.name,
+    tls: target.tls,
+    ...secrets,
+    ...(target.sentinelPassword === undefined ? {} : { sentinelPassword: target.sentinelPassword.read() })
+  }
 }
 
 export interface ProfileMatch {

@@ -31,16 +31,21 @@ export interface RedisServer {
 }
 
 async function spawnRedis (port: number, password: string | undefined): Promise<ChildProcess> {
-  const child = spawn('redis-server', [
+  return spawnRedisServer([
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpdir(),
     ...(password === undefined ? [] : ['--requirepass', password])
-  ], { stdio: ['ignore', 'pipe', 'pipe'] })
+  ])
+}
+
+/** redis-server with `args`, once its output shows `ready` (a sentinel says it otherwise than a server). */
+export async function spawnRedisServer (args: string[], ready = READY): Promise<ChildProcess> {
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`redis-server did not start in ${START_TIMEOUT_MS} ms: ${output}`)), START_TIMEOUT_MS)
     const onData = (chunk: Buffer) => {
       output += String(chunk)
-      if (output.includes(READY)) done()
+      if (output.includes(ready)) done()
     }
     const onExit = (code: number | null) => fail(new Error(`redis-server exited (${code}) before it was ready: ${output}`))
     const cleanUp = () => {
@@ -67,7 +72,7 @@ async function spawnRedis (port: number, password: string | undefined): Promise<
   return child
 }
 
-async function stop (child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+export async function stop (child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
   if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
   const exited = once(child, 'exit')
   child.kill('SIGCONT')
