@@ -54,8 +54,6 @@ async function startBrokers (t: Teardown, count: number, options: BrokersOptions
       extraCaPem: simulator.caCertPem,
       profiles: loaded.profiles.map((profile) => ({ ...profile, rateLimit: options.rateLimit })),
       retry: { ...loaded.retry, maxAttempts: options.maxAttempts ?? loaded.retry.maxAttempts },
-      // Each request counts here: identical reads in flight would otherwise share one call.
-      reads: { ...loaded.reads, collapse: false },
       rateLimit: {
         ...loaded.rateLimit,
         store: { ...loaded.rateLimit.store, timeoutMs: options.timeoutMs ?? 1000 },
