@@ -25,9 +25,9 @@ import {
   ProfileSchema,
   type ConfigFile
 } from './schema.js'
-import { readCaFile } from './secret-files.js'
+import { readCaFile, readPrivateKeyFile } from './secret-files.js'
 import { defaultStateDir } from './state-dir.js'
-import type { Config } from './types.js'
+import type { Config, EgressProxyConfig } from './types.js'
 import { assertMatchesSchema, dottedPath } from './validate.js'
 
 export { isNoCredentialsError, type Environment } from './environment.js'
@@ -93,10 +93,35 @@ export function loadConfig (options: LoadConfigOptions): Config {
     audit: settings.audit?.file === undefined ? {} : { file: checkAuditFile(resolve(fileDir, settings.audit.file)) },
     ...(extraCaPem === undefined ? {} : { extraCaPem }),
     allowUnauthenticated: broker.allowUnauthenticated ?? settings.allowUnauthenticated ?? false,
+    egressProxy: resolveEgressProxy(settings.egressProxy, broker.egressProxy, fileDir),
     stateDir: broker.stateDir ?? (settings.stateDir === undefined ? defaultStateDir(env) : resolve(fileDir, settings.stateDir)),
     source: file?.path ?? 'environment'
   }
   return deepFreeze(config)
+}
+
+const HTTPS_PORT = 443
+
+/** The egress proxy's settings; a CA given as files is checked now, and read when the broker starts. */
+function resolveEgressProxy (settings: ConfigFile['egressProxy'], enabledByEnv: boolean | undefined, fileDir: string): EgressProxyConfig {
+  const tunnelAllow = (settings?.tunnelAllow ?? []).map((entry, index) => {
+    const colon = entry.lastIndexOf(':')
+    const port = colon === -1 ? HTTPS_PORT : Number(entry.slice(colon + 1))
+    if (port < 1 || port > 65535) throw new BrokerConfigInvalid(`egressProxy.tunnelAllow.${index}`, 'has a port outside 1 to 65535')
+    return { host: (colon === -1 ? entry : entry.slice(0, colon)).toLowerCase(), port }
+  })
+  const { caCertFile, caKeyFile } = settings ?? {}
+  if ((caCertFile === undefined) !== (caKeyFile === undefined)) {
+    throw new BrokerConfigInvalid(caCertFile === undefined ? 'egressProxy.caKeyFile' : 'egressProxy.caCertFile',
+      'is set without its pair: set both caCertFile and caKeyFile, or neither (the broker then makes its own CA in stateDir)')
+  }
+  let ca: EgressProxyConfig['ca']
+  if (caCertFile !== undefined && caKeyFile !== undefined) {
+    ca = { certFile: resolve(fileDir, caCertFile), keyFile: resolve(fileDir, caKeyFile) }
+    readCaFile(ca.certFile, 'egressProxy.caCertFile')
+    readPrivateKeyFile(ca.keyFile, 'egressProxy.caKeyFile')
+  }
+  return { enabled: enabledByEnv ?? settings?.enabled ?? false, tunnelAllow, ...(ca === undefined ? {} : { ca }) }
 }
 
 /** The broker creates the audit file when it starts: here, what can be told without creating it. */

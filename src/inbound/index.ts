@@ -7,6 +7,7 @@ import type { Profile } from '../runtime/profiles.js'
 import { fromBrowserPage, createHostCheck } from './browser-defences.js'
 import { createKeyVerifier, presentedKey, type Client } from './client-keys.js'
 import { markAuthenticated } from './connections.js'
+import { tunnelOf } from './egress-proxy.js'
 import { compileRules } from './rules.js'
 
 /**
@@ -21,7 +22,8 @@ export function createInboundGate (config: Config) {
   const keysRequired = config.clients.length > 0
 
   return function admit (req: IncomingMessage, openPath: boolean): Client | undefined {
-    const badHost = hostAllowed(req)
+    const tunnel = tunnelOf(req.socket)
+    const badHost = tunnel === undefined ? hostAllowed(req) : tunnelHostMismatch(req, tunnel.host, tunnel.port)
     if (badHost !== undefined) throw new BrokerMisdirected(JSON.stringify(badHost))
     const browser = fromBrowserPage(req)
     if (browser !== undefined) throw new BrokerForbidden(browser)
@@ -32,11 +34,20 @@ export function createInboundGate (config: Config) {
       if (key !== undefined && verify(key) !== undefined) markAuthenticated(req.socket)
       return undefined
     }
-    const client = verify(presentedKey(req.headers))
+    const key = presentedKey(req.headers)
+    // Inside an intercepted CONNECT, the key of its Proxy-Authorization stands for a request that carries none.
+    const client = key === undefined ? tunnel?.client : verify(key)
     if (client === undefined) throw new BrokerUnauthenticated()
     markAuthenticated(req.socket)
     return client
   }
+}
+
+/** Inside an intercepted CONNECT, the one host a request may name is the CONNECT's. */
+function tunnelHostMismatch (req: IncomingMessage, host: string, port: number): string | undefined {
+  const sent = req.headers.host?.toLowerCase()
+  if (sent === undefined) return 'no Host header'
+  return sent === host || sent === `${host}:${port}` ? undefined : sent
 }
 
 declare module 'fastify' {
