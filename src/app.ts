@@ -69,7 +69,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     closing: () => closing
   })
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...deps.limits }
-  const egressProxy = config.egressProxy.enabled ? await createEgressProxy(config, clock, refusals, requestLog) : undefined
+  const egressProxy = config.egressProxy.enabled ? await createEgressProxy(config, clock, refusals, requestLog, logger) : undefined
   const frontDoor = new FrontDoor({ limits, keysRequired: config.clients.length > 0, refusals, forward: forwarding, egressProxy })
 
   const app = fastify({
@@ -129,7 +129,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
 }
 
 /** The egress proxy with its CA, made or read now: a CA that cannot be had stops the start, not the first tool. */
-async function createEgressProxy (config: Config, clock: Clock, refusals: Refusals, requestLog: RequestLog): Promise<EgressProxy> {
+async function createEgressProxy (config: Config, clock: Clock, refusals: Refusals, requestLog: RequestLog, logger: Logger): Promise<EgressProxy> {
   // Loaded only with the mode on: the certificate library is not part of a plain broker's start.
   const { LeafCertificates, loadEgressCa } = await import('./egress/certificates.js')
   const leaves = new LeafCertificates(await loadEgressCa(config, clock), clock)
@@ -141,6 +141,7 @@ async function createEgressProxy (config: Config, clock: Clock, refusals: Refusa
     verify: createKeyVerifier(config.clients),
     refusals,
     requestLog,
-    connectTimeoutMs: config.upstreamTimeouts.connectSeconds * 1000
+    connectTimeoutMs: config.upstreamTimeouts.connectSeconds * 1000,
+    logger
   })
 }

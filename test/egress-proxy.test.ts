@@ -91,6 +91,21 @@ t.test('curl through the proxy with --cacert gets the alerts from the API\'s own
   assertRealTokenUpstreamOnly(t, stack, '/api/alerts', stdout)
 })
 
+t.test('a tool that does not trust the CA yet fails TLS, and the broker says why in its log', async (t) => {
+  const failed = await run('curl', ['-sS', '--proxy', stack.url, 'https://api.securitycenter.windows.com/api/alerts'], { env: { PATH: process.env.PATH } })
+    .then(() => undefined, (err: { code: number }) => err)
+  t.equal(failed?.code, 60, 'curl: the peer certificate cannot be authenticated')
+  const warning = await new Promise<Record<string, unknown>>((resolve) => {
+    const check = () => {
+      const line = stack.logs.lines.find((entry) => entry.level === 40 && entry.host === 'api.securitycenter.windows.com')
+      if (line === undefined) setImmediate(check)
+      else resolve(line)
+    }
+    check()
+  })
+  t.match(warning, { code: /^ERR_SSL_/, msg: /a tool must trust the broker's CA \(defender-token-broker ca\)/ })
+})
+
 t.test('undici fetch with a ProxyAgent trusting the CA gets the machines', async (t) => {
   const agent = new ProxyAgent({ uri: stack.url, requestTls: { ca: caPem } })
   t.teardown(() => agent.close())

@@ -107,7 +107,7 @@ function resolveEgressProxy (settings: ConfigFile['egressProxy'], enabledByEnv: 
   const tunnelAllow = (settings?.tunnelAllow ?? []).map((entry, index) => {
     const colon = entry.lastIndexOf(':')
     const port = colon === -1 ? HTTPS_PORT : Number(entry.slice(colon + 1))
-    if (port < 1 || port > 65535) throw new BrokerConfigInvalid(`egressProxy.tunnelAllow.${index}`, 'has a port outside 1 to 65535')
+    if (port < 1 || port > 65535) throw new BrokerConfigInvalid(`egressProxy.tunnelAllow[${index}]`, 'has a port outside 1 to 65535')
     return { host: (colon === -1 ? entry : entry.slice(0, colon)).toLowerCase(), port }
   })
   const { caCertFile, caKeyFile } = settings ?? {}

@@ -9,6 +9,7 @@ import {
 } from '../common/errors.js'
 import type { TunnelTarget } from '../config/types.js'
 import { hostKey, type InterceptedKind, type Tunnel } from '../egress/hosts.js'
+import type { Logger } from 'pino'
 import type { RequestLog } from '../observability/request-log.js'
 import type { Client } from './client-keys.js'
 import { markAuthenticated } from './connections.js'
@@ -27,6 +28,7 @@ export interface EgressProxyOptions {
   requestLog: RequestLog
   /** Time allowed to reach a tunnel's host. */
   connectTimeoutMs: number
+  logger: Logger
 }
 
 /** A connection the egress proxy opened inside an intercepted CONNECT. */
@@ -98,6 +100,15 @@ export class EgressProxy {
       socket.write(ESTABLISHED)
       const tls = new TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] }) as MarkedSocket
       tls[TUNNEL] = tunnel
+      let secured = false
+      tls.once('secure', () => { secured = true })
+      // The first thing to go wrong when a tool is set up: it does not trust the broker's CA yet.
+      tls.once('error', (err: NodeJS.ErrnoException) => {
+        if (!secured) {
+          this.#options.logger.warn({ host: tunnel.host, code: err.code },
+            'egress proxy: TLS with the tool failed; a tool must trust the broker\'s CA (defender-token-broker ca)')
+        }
+      })
       this.#record(req, tunnel.client, performance.now())
       // The same server, so the same front door, limits, gate and pipeline serve what comes through.
       server.emit('connection', tls)
