@@ -98,7 +98,7 @@ t.test('names, types and label sets after real traffic; label values bounded', S
   const machine = stack.simulator.sampleMachineId
 
   // Upstream statuses: 200, 201, 404, 500, and a 401 the broker answers by replaying once.
-  t.equal(await call(stack, 'GET', `/api/alerts?$filter=${uniqueQuery}`, { key: KEY }), 200)
+  t.equal(await call(stack, 'GET', `/api/alerts?$filter=title%20eq%20'${uniqueQuery}'`, { key: KEY }), 200)
   t.equal(await call(stack, 'POST', `/api/machines/${machine}/isolate`, { key: KEY, body: '{"Comment":"m","IsolationType":"Full"}' }), 201)
   t.equal(await call(stack, 'GET', `/api/alerts/${uniqueAlert}`, { key: KEY }), 404)
   stack.simulator.defender.forceNext(500)

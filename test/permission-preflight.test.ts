@@ -2,6 +2,7 @@ import t, { type Test } from 'tap'
 import { getGlobalDispatcher, type Dispatcher } from 'undici'
 import { createTestPki } from '../src/simulator/index.js'
 import { startBrokerStack } from './helpers/broker.js'
+import { samplePath } from './helpers/defender-client.js'
 
 const pki = await createTestPki()
 /** Alerts through the write permission (which also allows reading them), and indicators: nothing on machines, no hunting. */
@@ -154,4 +155,37 @@ t.test('a path the table does not know gets no preflight: a token with no role a
   }
   const known = await getGlobalDispatcher().request({ origin: stack.url, path: '/api/alerts', method: 'GET' })
   t.match(await known.body.json(), { error: { code: 'BrokerMissingPermission' } }, 'while a known path is preflighted')
+})
+
+t.test('for every route the simulator serves, the broker\'s preflight and the API\'s own check agree', async (t) => {
+  const token = await stack.app.profiles[0]?.tokens.get()
+  for (const route of defender.routes()) {
+    const path = samplePath(defender.data, route.path)
+    const body = route.method === 'GET' ? undefined : '{}'
+    const before = defender.requests.length
+    const viaBroker = await send(route.method as Dispatcher.HttpMethod, path, body)
+    const text = await viaBroker.body.text()
+    const answer = (text === '' ? {} : JSON.parse(text)) as { error?: { code: string, message: string } }
+    const direct = await getGlobalDispatcher().request({
+      origin: defender.url,
+      path,
+      method: route.method as Dispatcher.HttpMethod,
+      headers: { authorization: `Bearer ${token?.value ?? ''}`, 'content-type': 'application/json' },
+      body
+    })
+    const apiText = await direct.body.text()
+    const api = (apiText === '' ? {} : JSON.parse(apiText)) as { error?: { code: string, message: string } }
+    const name = `${route.method} ${route.path}`
+    if (answer.error?.code === 'BrokerMissingPermission') {
+      t.equal(defender.requests.length - before, 1, `${name}: refused by the broker without calling the API`)
+      t.equal(direct.statusCode, 403, `${name}: the API refuses it too`)
+      const named = /permission (\S+) and grant admin consent/.exec(answer.error.message)?.[1]
+      t.ok(named !== undefined && api.error?.message.includes(`(${named}`), `${name}: the broker names ${named}, the first the API lists`)
+    } else {
+      t.equal(defender.requests.length - before, 2, `${name}: forwarded`)
+      t.not(direct.statusCode, 403, `${name}: the API does not refuse it`)
+      // A second DELETE or POST finds the first one's change: only reads must answer alike.
+      if (route.method === 'GET') t.equal(viaBroker.statusCode, direct.statusCode, `${name}: the same answer through the broker`)
+    }
+  }
 })

@@ -8,6 +8,7 @@ import { Agent, request } from 'undici'
 import {
   DEMO_ROLES,
   SAMPLE_ALERT_COUNT,
+  SAMPLE_MACHINE_COUNT,
   createTestPki,
   signJwt,
   startDefenderSimulator,
@@ -321,7 +322,7 @@ t.test('discovery: the OpenID configuration and the signing keys', async (t) => 
 t.test('the Defender simulator serves the API to a bearer of a valid token', async (t) => {
   const clock = createClock()
   const entra = await startEntra(t, { clock, app: { roles: ['Alert.Read.All', 'Machine.Read.All', 'Machine.Isolate', 'AdvancedQuery.Read.All'] } })
-  const defender = await startDefenderSimulator({ verifyAccessToken: (token) => entra.verifyAccessToken(token), clock })
+  const defender = await startDefenderSimulator({ verifyAccessToken: (token) => entra.verifyAccessToken(token), clock, pageSize: 150 })
   t.teardown(() => defender.close())
   const token = (await acquire(entra, { clientId: CLIENT, clientSecret: SECRET })).accessToken
   const call = async (path: string, init: { method?: 'GET' | 'POST', body?: unknown, token?: string | null } = {}) => {
@@ -340,8 +341,8 @@ t.test('the Defender simulator serves the API to a bearer of a valid token', asy
   t.match(first.headers['request-id'], /^[0-9a-f-]{36}$/)
   t.match(first.headers['content-type'], /^application\/json;/)
   t.equal(first.body['@odata.context'], `${defender.url}/api/$metadata#Alerts`)
-  t.equal(first.body['value'].length, 10)
-  t.equal(first.body['@odata.nextLink'], `${defender.url}/api/alerts?$top=10&$skip=10`)
+  t.equal(first.body['value'].length, 150)
+  t.equal(first.body['@odata.nextLink'], `${defender.url}/api/alerts?$skip=150`)
   t.match(first.body['value'][0], {
     id: /^da\d{18}_-?\d+$/,
     incidentId: Number,
@@ -366,7 +367,7 @@ t.test('the Defender simulator serves the API to a bearer of a valid token', asy
   t.equal(ids.length, SAMPLE_ALERT_COUNT)
   t.equal(new Set(ids).size, SAMPLE_ALERT_COUNT, 'every alert once')
 
-  const small = await call('/api/machines?$top=3&$skip=6')
+  const small = await call(`/api/machines?$top=3&$skip=${SAMPLE_MACHINE_COUNT - 2}`)
   t.same(small.body['value'].length, 2)
   t.notOk('@odata.nextLink' in small.body)
   t.equal((await call('/api/alerts?$top=-1')).status, 400)

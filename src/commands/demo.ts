@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/load.js'
 import { createLogger } from '../observability/logger.js'
 import { startServer } from '../server.js'
-import { startSimulator } from '../simulator/index.js'
+import { DEMO_PAGE_SIZE, startSimulator } from '../simulator/index.js'
 import type { CommandOptions } from './options.js'
 
 /**
@@ -9,7 +9,7 @@ import type { CommandOptions } from './options.js'
  * with a CA made now) and a Defender API with sample data. No real credential is involved.
  */
 export async function runDemo (options: CommandOptions): Promise<number> {
-  const simulator = await startSimulator()
+  const simulator = await startSimulator({ pageSize: DEMO_PAGE_SIZE })
   const env = {
     AZURE_TENANT_ID: simulator.tenantId,
     AZURE_CLIENT_ID: simulator.clientId,
@@ -45,7 +45,10 @@ export async function runDemo (options: CommandOptions): Promise<number> {
 The demo broker is ready at ${base}: try, from another terminal,
 
   curl ${base}/api/alerts
-  curl '${base}/api/machines?$top=2'
+  curl '${base}/api/machines?$filter=osPlatform+eq+%27Windows11%27+and+healthStatus+eq+%27Active%27&$top=3'
+  curl '${base}/api/alerts?$filter=severity+eq+%27High%27&$orderby=alertCreationTime+desc&$top=5&$expand=evidence'
+  curl -X POST ${base}/api/advancedqueries/run -H 'content-type: application/json' \\
+       -d '{"Query":"AlertInfo | where Severity == \\"High\\" | summarize count() by Category | order by count_ desc"}'
   curl -X POST ${base}/api/machines/${simulator.sampleMachineId}/isolate \\
        -H 'content-type: application/json' -d '{"Comment":"demo","IsolationType":"Selective"}'
   curl ${base}/status

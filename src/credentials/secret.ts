@@ -6,16 +6,15 @@ import { createConfidentialClient } from './confidential-client.js'
 
 export function createSecretCredential (profile: ProfileConfig, source: SecretSource, networkClient: INetworkModule): Credential {
   const acquire = createConfidentialClient(profile, networkClient)
-  let last = ''
+  let last: string | undefined
   return {
     type: 'secret',
     acquire (signal) {
       // Read on every call: a rotated secret file takes effect at the next token request.
-      const secret = source.read()
-      last = secret
-      return acquire({ clientSecret: secret }, digest(secret), signal)
+      last = source.read()
+      return acquire({ clientSecret: last }, digest(last), signal)
     },
-    secrets: () => (last === '' ? [] : [last])
+    secrets: () => last === undefined || last === '' ? [] : [last]
   }
 }
 

@@ -6,17 +6,26 @@ import { gzipSync } from 'node:zlib'
 import type { Clock } from '../common/clock.js'
 import type { AccessTokenClaims } from './entra.js'
 import { closeServer, listen, originFor, readBody, sendJson } from './http.js'
-import { SAMPLE_TENANT_ID, createIsolateAction, createSampleData, runAdvancedQuery } from './sample-data.js'
-import type { Machine, MachineAction, SampleData } from './sample-data.js'
+import { allows, forbiddenMessage } from './permissions.js'
+import { asApiError, compileRoutes, findRoute } from './router.js'
+import type { Reply, Route, RouteContext, SimulatorState } from './router.js'
+import { ACTION_ROUTES } from './routes-actions.js'
+import { ALERT_ROUTES } from './routes-alerts.js'
+import { HUNTING_ROUTES } from './routes-hunting.js'
+import { INDICATOR_ROUTES } from './routes-indicators.js'
+import { MACHINE_ROUTES } from './routes-machines.js'
+import { TVM_ROUTES } from './routes-tvm.js'
+import { SAMPLE_TENANT_ID, createSampleData } from './sample-data.js'
+import type { MachineAction, SampleData } from './sample-data.js'
 
 export type { MachineAction } from './sample-data.js'
+export { ACTION_DONE_MS, ACTION_PENDING_MS } from './routes-actions.js'
+export { API_PAGE_SIZE, EXPORT_PAGE_SIZE } from './odata-list.js'
 
-export const DEFAULT_PAGE_SIZE = 10
 export const DEFAULT_PER_MINUTE = 100
 
 const ODATA_JSON = 'application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8'
 const MINUTE_MS = 60_000
-const ISOLATION_TYPES = new Set(['Full', 'Selective', 'UnManagedDevice'])
 const ERROR_CODES: Record<number, string> = {
   400: 'BadRequest',
   401: 'Unauthorized',
@@ -35,7 +44,7 @@ export interface DefenderSimulatorOptions {
   clock?: Pick<Clock, 'now'>
   /** Requests a tenant may make in any 60 seconds before getting 429. */
   perMinute?: number
-  /** Default and largest page for list endpoints. */
+  /** The default and largest page of every list, instead of the API's (10,000 on most OData lists). */
   pageSize?: number
   tenantId?: string
 }
@@ -57,38 +66,20 @@ export interface ForcedResponse {
   body?: unknown
 }
 
-interface Route {
-  permissions: readonly string[]
-  handle: (ctx: Context) => Promise<void> | void
-}
-
-interface Context {
-  res: ServerResponse
-  query: URLSearchParams
-  params: string[]
-  body: string
-  claims: AccessTokenClaims
-  requestId: string
-  /** The client sent `Accept-Encoding: gzip`: list pages go out compressed, as the API's do. */
-  gzip: boolean
-}
-
-const ALERT_READ = ['Alert.Read.All', 'Alert.ReadWrite.All']
-const MACHINE_READ = ['Machine.Read.All', 'Machine.ReadWrite.All']
-
 class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
   readonly url: string
   readonly requests: RecordedRequest[] = []
   readonly data: SampleData
+  /** Machine actions asked for through the API (the sample's own are in `data.machineActions`). */
   readonly machineActions: MachineAction[] = []
   #server: Server
   #options: DefenderSimulatorOptions
   #clock: Pick<Clock, 'now'>
   #perMinute: number
-  #pageSize: number
+  #state: SimulatorState
   #forced: Array<{ status: number, response: ForcedResponse }> = []
   #budgets = new Map<string, number[]>()
-  #routes: Array<[string, RegExp, Route]>
+  #routes: Route[]
 
   constructor (server: Server, url: string, options: DefenderSimulatorOptions) {
     super()
@@ -97,21 +88,9 @@ class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
     this.#options = options
     this.#clock = options.clock ?? { now: () => Date.now() }
     this.#perMinute = options.perMinute ?? DEFAULT_PER_MINUTE
-    this.#pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE
     this.data = createSampleData(this.#clock.now(), options.tenantId ?? SAMPLE_TENANT_ID)
-    this.#routes = [
-      ['GET', /^\/api\/alerts$/, { permissions: ALERT_READ, handle: (ctx) => this.#list(ctx, 'alerts', 'Alerts', this.data.alerts) }],
-      ['GET', /^\/api\/alerts\/([^/]+)$/, { permissions: ALERT_READ, handle: (ctx) => this.#one(ctx, 'Alerts', this.data.alerts) }],
-      ['GET', /^\/api\/machines$/, { permissions: MACHINE_READ, handle: (ctx) => this.#list(ctx, 'machines', 'Machines', this.data.machines) }],
-      // A literal path under /api/machines/ is listed before the machine by id, which the first match wins.
-      ['GET', /^\/api\/machines\/SoftwareVulnerabilitiesByMachine$/i, {
-        permissions: ['Vulnerability.Read.All'],
-        handle: (ctx) => this.#list(ctx, 'machines/SoftwareVulnerabilitiesByMachine', 'Collection(microsoft.windowsDefenderATP.api.AssetVulnerability)', this.data.machines.map(assetVulnerability))
-      }],
-      ['GET', /^\/api\/machines\/([^/]+)$/, { permissions: MACHINE_READ, handle: (ctx) => this.#one(ctx, 'Machines', this.data.machines) }],
-      ['POST', /^\/api\/machines\/([^/]+)\/isolate$/, { permissions: ['Machine.Isolate'], handle: (ctx) => this.#isolate(ctx) }],
-      ['POST', /^\/api\/advancedqueries\/run$/, { permissions: ['AdvancedQuery.Read.All'], handle: (ctx) => this.#hunt(ctx) }]
-    ]
+    this.#state = { url, data: this.data, clock: this.#clock, pageSize: options.pageSize, machineActions: this.machineActions }
+    this.#routes = compileRoutes([...ALERT_ROUTES, ...MACHINE_ROUTES, ...ACTION_ROUTES, ...TVM_ROUTES, ...INDICATOR_ROUTES, ...HUNTING_ROUTES])
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       this.#handle(req, res).catch(() => {
         if (!res.headersSent) sendJson(res, 500, errorBody('InternalServerError', 'The simulator failed to answer.', randomUUID()))
@@ -123,6 +102,11 @@ class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
   /** The next request (whatever it is, before any check) gets this answer; calls queue up. */
   forceNext (status: number, response: ForcedResponse = {}): void {
     this.#forced.push({ status, response })
+  }
+
+  /** Each route as `METHOD /api/path` with the permissions it requires, for tests that compare it with the broker's catalogue. */
+  routes (): Array<{ method: string, path: string, permissions: readonly string[] }> {
+    return this.#routes.map(({ method, path, permissions }) => ({ method, path, permissions }))
   }
 
   async close (): Promise<void> { await closeServer(this.#server) }
@@ -153,22 +137,39 @@ class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
     }
 
     const target = new URL(recorded.url, this.url)
-    const matches = this.#routes.flatMap(([method, pattern, route]) => {
-      const match = pattern.exec(target.pathname)
-      return match === null ? [] : [{ method, route, params: match.slice(1).map(decodeSegment) }]
-    })
-    const found = matches.find((m) => m.method === req.method)
-    if (found === undefined) {
-      return matches.length > 0
+    const method = req.method === 'HEAD' ? 'GET' : req.method ?? ''
+    const { match, pathKnown } = findRoute(this.#routes, method, target.pathname)
+    if (match === undefined) {
+      return pathKnown
         ? this.#error(res, 405, 'MethodNotAllowed', `The method ${req.method ?? ''} is not allowed on ${target.pathname}.`, requestId)
         : this.#error(res, 404, 'ResourceNotFound', `No API at ${target.pathname}.`, requestId)
     }
-    const roles = claims.roles ?? []
-    if (!found.route.permissions.some((permission) => roles.includes(permission))) {
-      return this.#error(res, 403, 'Forbidden', `The application does not have any of the required application permissions (${found.route.permissions.join(', ')}) to access the resource.`, requestId)
+    if (!allows(match.route.permissions, claims.roles ?? [])) {
+      return this.#error(res, 403, 'Forbidden', forbiddenMessage(match.route.permissions), requestId)
     }
-    const gzip = /\bgzip\b/i.test(String(req.headers['accept-encoding'] ?? ''))
-    await found.route.handle({ res, query: target.searchParams, params: found.params, body: recorded.body, claims, requestId, gzip })
+    const ctx: RouteContext = { state: this.#state, path: target.pathname, query: target.searchParams, params: match.params, body: recorded.body, claims }
+    let reply: Reply
+    try {
+      reply = match.route.handle(ctx)
+    } catch (error) {
+      const refusal = asApiError(error)
+      if (refusal === undefined) throw error
+      return this.#error(res, refusal.status, refusal.code, refusal.message, requestId)
+    }
+    this.#reply(req, res, reply)
+  }
+
+  #reply (req: IncomingMessage, res: ServerResponse, reply: Reply): void {
+    if (reply.body === undefined) {
+      res.writeHead(reply.status, { 'content-length': 0 })
+      res.end()
+      return
+    }
+    const gzip = reply.list === true && /\bgzip\b/i.test(String(req.headers['accept-encoding'] ?? ''))
+    if (!gzip) return sendJson(res, reply.status, reply.body, {}, ODATA_JSON)
+    const compressed = gzipSync(JSON.stringify(reply.body))
+    res.writeHead(reply.status, { 'content-type': ODATA_JSON, 'content-encoding': 'gzip', 'content-length': compressed.length, vary: 'Accept-Encoding' })
+    res.end(compressed)
   }
 
   #authenticate (req: IncomingMessage): AccessTokenClaims | null {
@@ -187,64 +188,6 @@ class DefenderSimulator extends EventEmitter<{ request: [RecordedRequest] }> {
     }
     spent.push(now)
     return 0
-  }
-
-  #list (ctx: Context, path: string, entitySet: string, items: readonly object[]): void {
-    const top = parseCount(ctx.query.get('$top'))
-    const skip = parseCount(ctx.query.get('$skip'))
-    if (top === null || skip === null) {
-      return this.#error(ctx.res, 400, 'BadRequest', 'Invalid OData query: $top and $skip must be non-negative integers.', ctx.requestId)
-    }
-    const size = Math.min(top ?? this.#pageSize, this.#pageSize)
-    const start = skip ?? 0
-    const body: Record<string, unknown> = {
-      '@odata.context': `${this.url}/api/$metadata#${entitySet}`,
-      value: items.slice(start, start + size)
-    }
-    if (size > 0 && start + size < items.length) {
-      body['@odata.nextLink'] = `${this.url}/api/${path}?${nextQuery(ctx.query, size, start + size)}`
-    }
-    if (!ctx.gzip) return sendJson(ctx.res, 200, body, {}, ODATA_JSON)
-    const compressed = gzipSync(JSON.stringify(body))
-    ctx.res.writeHead(200, { 'content-type': ODATA_JSON, 'content-encoding': 'gzip', 'content-length': compressed.length, vary: 'Accept-Encoding' })
-    ctx.res.end(compressed)
-  }
-
-  #one (ctx: Context, entitySet: string, items: ReadonlyArray<{ id: string }>): void {
-    const id = ctx.params[0] ?? ''
-    const item = items.find((candidate) => candidate.id.toLowerCase() === id.toLowerCase())
-    if (item === undefined) {
-      return this.#error(ctx.res, 404, 'ResourceNotFound', `${entitySet.slice(0, -1)} ${id} was not found.`, ctx.requestId)
-    }
-    sendJson(ctx.res, 200, { '@odata.context': `${this.url}/api/$metadata#${entitySet}/$entity`, ...item }, {}, ODATA_JSON)
-  }
-
-  #isolate (ctx: Context): void {
-    const machine = this.#machine(ctx.params[0] ?? '')
-    if (machine === undefined) {
-      return this.#error(ctx.res, 404, 'ResourceNotFound', `Machine ${ctx.params[0] ?? ''} was not found.`, ctx.requestId)
-    }
-    const body = parseJsonObject(ctx.body)
-    const comment = body?.['Comment']
-    const isolationType = body?.['IsolationType'] ?? 'Full'
-    if (typeof comment !== 'string' || comment.trim() === '' || typeof isolationType !== 'string' || !ISOLATION_TYPES.has(isolationType)) {
-      return this.#error(ctx.res, 400, 'InvalidRequestBody', 'Request body is incorrect: send {"Comment": "<why>", "IsolationType": "Full" | "Selective"}.', ctx.requestId)
-    }
-    const action = createIsolateAction(machine, ctx.claims.appid, comment, isolationType, this.#clock.now())
-    this.machineActions.push(action)
-    sendJson(ctx.res, 201, { '@odata.context': `${this.url}/api/$metadata#MachineActions/$entity`, ...action }, {}, ODATA_JSON)
-  }
-
-  #hunt (ctx: Context): void {
-    const query = parseJsonObject(ctx.body)?.['Query']
-    if (typeof query !== 'string' || query.trim() === '') {
-      return this.#error(ctx.res, 400, 'InvalidRequestBody', 'Request body is incorrect: send {"Query": "<KQL>"}.', ctx.requestId)
-    }
-    sendJson(ctx.res, 200, runAdvancedQuery(this.data.machines, query))
-  }
-
-  #machine (id: string): Machine | undefined {
-    return this.data.machines.find((machine) => machine.id.toLowerCase() === id.toLowerCase())
   }
 
   #sendForced (res: ServerResponse, status: number, response: ForcedResponse, requestId: string): void {
@@ -269,56 +212,6 @@ export async function startDefenderSimulator (options: DefenderSimulatorOptions)
   return new DefenderSimulator(server, originFor('http', host, port), options)
 }
 
-/** One row of the software vulnerabilities export for a machine: its operating system, no CVE. */
-function assetVulnerability (machine: Machine): Record<string, unknown> {
-  const software = machine.osPlatform.toLowerCase()
-  return {
-    id: `${machine.id}_${software}_${machine.osVersion ?? ''}__`,
-    deviceId: machine.id,
-    rbacGroupName: machine.rbacGroupName,
-    deviceName: machine.computerDnsName,
-    osPlatform: machine.osPlatform,
-    osVersion: machine.osVersion,
-    softwareVendor: 'microsoft',
-    softwareName: software,
-    softwareVersion: machine.osVersion,
-    cveId: null,
-    vulnerabilitySeverityLevel: null,
-    lastSeenTimestamp: machine.lastSeen,
-    firstSeenTimestamp: machine.firstSeen,
-    exploitabilityLevel: 'NoExploit'
-  }
-}
-
-function decodeSegment (segment: string): string {
-  try {
-    return decodeURIComponent(segment)
-  } catch {
-    return segment
-  }
-}
-
 function errorBody (code: string, message: string, target: string): Record<string, unknown> {
   return { error: { code, message, target } }
-}
-
-/** undefined when absent, null when not a non-negative integer. */
-function parseCount (value: string | null): number | undefined | null {
-  if (value === null) return undefined
-  return /^\d+$/.test(value) ? Number(value) : null
-}
-
-function nextQuery (query: URLSearchParams, top: number, skip: number): string {
-  const rest = [...query].filter(([name]) => name !== '$top' && name !== '$skip')
-    .map(([name, value]) => `${encodeURIComponent(name).replace(/^%24/, '$')}=${encodeURIComponent(value)}`)
-  return [...rest, `$top=${top}`, `$skip=${skip}`].join('&')
-}
-
-function parseJsonObject (text: string): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(text)
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : undefined
-  } catch {
-    return undefined
-  }
 }

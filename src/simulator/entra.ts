@@ -170,7 +170,11 @@ class EntraSimulator extends EventEmitter<{ 'token-request': [TokenRequestEvent]
    * the given app or identity: for stand-ins of other token sources (managed identity endpoints).
    */
   issueAccessToken (options: IssueAccessTokenOptions): string {
-    const iat = Math.floor(this.#clock.now() / 1000)
+    return this.#mint(options, '2', Math.floor(this.#clock.now() / 1000))
+  }
+
+  #mint (options: IssueAccessTokenOptions, appidacr: '1' | '2', iat: number): string {
+    // Stands in for the object id of the app's service principal.
     const oid = options.objectId ?? stableGuid(`${options.tenantId}/${options.clientId}`)
     const claims: AccessTokenClaims = {
       aud: this.#audience,
@@ -181,7 +185,7 @@ class EntraSimulator extends EventEmitter<{ 'token-request': [TokenRequestEvent]
       tid: options.tenantId,
       appid: options.clientId,
       azp: options.clientId,
-      appidacr: '2',
+      appidacr,
       oid,
       sub: oid,
       idtyp: 'app',
@@ -311,26 +315,7 @@ class EntraSimulator extends EventEmitter<{ 'token-request': [TokenRequestEvent]
   #issue (app: EntraApp, appidacr: '1' | '2'): string {
     let iat = Math.floor(this.#clock.now() / 1000)
     if (this.#mode === 'expired') iat -= this.#lifetime + 300
-    // Stands in for the object id of the app's service principal.
-    const oid = stableGuid(`${app.tenantId}/${app.clientId}`)
-    const claims: AccessTokenClaims = {
-      aud: this.#audience,
-      iss: `https://sts.windows.net/${app.tenantId}/`,
-      iat,
-      nbf: iat,
-      exp: iat + this.#lifetime,
-      tid: app.tenantId,
-      appid: app.clientId,
-      azp: app.clientId,
-      appidacr,
-      oid,
-      sub: oid,
-      idtyp: 'app',
-      ...(app.roles.length > 0 ? { roles: [...app.roles] } : {}),
-      uti: randomUUID().replaceAll('-', '').slice(0, 22),
-      ver: '1.0'
-    }
-    return signJwt({ ...claims }, this.#signingKey, { kid: this.#kid, x5t: this.#kid })
+    return this.#mint(app, appidacr, iat)
   }
 
   #checkTenant (tenant: string): EntraError | null {

@@ -15,14 +15,19 @@ export { startEntraSimulator, DEFAULT_AUDIENCE, DEFAULT_TOKEN_LIFETIME_SECONDS }
 export type { AccessTokenClaims, EntraApp, EntraMode, EntraSimulator, EntraSimulatorOptions, FederatedCredential, IssueAccessTokenOptions, TokenRequestEvent } from './entra.js'
 export { startManagedIdentityEndpoint, APP_SERVICE_TOKEN_PATH, IMDS_TOKEN_PATH } from './managed-identity.js'
 export type { ManagedIdentity, ManagedIdentityEndpoint, ManagedIdentityEndpointOptions, ManagedIdentityRequest } from './managed-identity.js'
-export { startDefenderSimulator, DEFAULT_PAGE_SIZE, DEFAULT_PER_MINUTE } from './defender.js'
+export { startDefenderSimulator, ACTION_DONE_MS, ACTION_PENDING_MS, API_PAGE_SIZE, DEFAULT_PER_MINUTE, EXPORT_PAGE_SIZE } from './defender.js'
 export type { DefenderSimulator, DefenderSimulatorOptions, ForcedResponse, MachineAction, RecordedRequest } from './defender.js'
 export { SAMPLE_ALERT_COUNT, SAMPLE_MACHINE_COUNT } from './sample-data.js'
-export type { Alert, Machine } from './sample-data.js'
+export type { Alert, Machine, SampleData } from './sample-data.js'
 
 export const DEMO_TENANT_ID = SAMPLE_TENANT_ID
 export const DEMO_CLIENT_ID = '11111111-1111-4000-8000-000000000002'
-export const DEMO_ROLES: readonly string[] = ['Alert.Read.All', 'Machine.Read.All', 'Machine.Isolate', 'AdvancedQuery.Read.All']
+export const DEMO_ROLES: readonly string[] = [
+  'Alert.Read.All', 'Machine.Read.All', 'Machine.Isolate', 'AdvancedQuery.Read.All', 'Ti.ReadWrite',
+  'Vulnerability.Read.All', 'Software.Read.All', 'User.Read.All', 'File.Read.All', 'Ip.Read.All'
+]
+/** The demo's lists page at this size, so a newcomer sees `@odata.nextLink` at work. */
+export const DEMO_PAGE_SIZE = 100
 
 export interface SimulatorOptions {
   /** A PKI to reuse; a fresh one is made otherwise. */
