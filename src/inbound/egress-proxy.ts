@@ -12,7 +12,7 @@ import { hostKey, type InterceptedKind, type Tunnel } from '../egress/hosts.js'
 import type { Logger } from 'pino'
 import type { RequestLog } from '../observability/request-log.js'
 import type { Client } from './client-keys.js'
-import { markAuthenticated } from './connections.js'
+import { markAuthenticated, markCarrier } from './connections.js'
 import type { Refusals } from './refusal.js'
 
 export interface EgressProxyOptions {
@@ -96,7 +96,7 @@ export class EgressProxy {
     socket.on('error', noop)
     this.#options.contextFor(tunnel.host).then((secureContext) => {
       if (socket.destroyed) return
-      if (tunnel.client !== undefined) markAuthenticated(socket)
+      markCarrier(socket)
       socket.write(ESTABLISHED)
       const tls = new TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] }) as MarkedSocket
       tls[TUNNEL] = tunnel
