@@ -16,6 +16,7 @@ import { createTestPki } from '../src/simulator/index.js'
 import { ALL_ROLES, holderOf, startBrokerStack, type BrokerStack } from './helpers/broker.js'
 import { missingProgram } from './helpers/programs.js'
 import { openConnection } from './helpers/raw-socket.js'
+import { startUpstream } from './helpers/upstream.js'
 
 // The egress proxy, end to end with the clients tools use, configured only through their own
 // settings: a proxy URL and a CA to trust. The tool gets the API's data; the API sees the real
@@ -272,6 +273,35 @@ t.test('a shutdown lets a request in progress inside a tunnel finish, then close
   const text = Buffer.concat(chunks).toString()
   t.match(text, /^HTTP\/1\.1 200 OK\r\n/, 'the request in progress was answered')
   t.match(text, /"Results"/, 'and its body')
+})
+
+t.test('a keyed tunnel\'s request that waits on the API outlives the idle limit of connections without a key', async (t) => {
+  const key = `KEY-${randomBytes(24).toString('base64url')}`
+  const IDLE_MS = 100
+  let release: () => void = () => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  const slow = await startUpstream(t, (_req, res) => {
+    held.then(() => {
+      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' })
+      res.end('{"value":[{"id":"slow"}]}')
+    }, () => res.destroy())
+  })
+  const keyed = await startBrokerStack(t, {
+    simulator: { roles: ALL_ROLES },
+    env: { BROKER_EGRESS_PROXY: '1', BROKER_STATE_DIR: stateDir, BROKER_UPSTREAM: slow.url },
+    config: (c): Config => ({ ...c, clients: [{ name: 'soar', keySha256: sha256(key), profiles: [], allow: [] }] }),
+    deps: { limits: { unauthenticatedIdleTimeoutMs: IDLE_MS } }
+  })
+  const agent = new ProxyAgent({ uri: keyed.url, token: `Bearer ${key}`, requestTls: { ca: caPem } })
+  t.teardown(() => agent.close())
+  const answer = fetch('https://api.securitycenter.microsoft.com/api/alerts', { dispatcher: agent })
+  await once(slow.server, 'request')
+  // Longer than the idle limit: the wait on the API is not idleness.
+  await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 3))
+  release()
+  const res = await answer
+  t.equal(res.status, 200)
+  t.strictSame(await res.json(), { value: [{ id: 'slow' }] })
 })
 
 t.test('with the mode off, a CONNECT still gets 405', async (t) => {

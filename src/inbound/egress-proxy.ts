@@ -111,8 +111,8 @@ export class EgressProxy {
       })
       this.#record(req, tunnel.client, performance.now())
       // The same server, so the same front door, limits, gate and pipeline serve what comes through.
+      // It counts as a client's once a request passes the gate on it, like any connection.
       server.emit('connection', tls)
-      if (tunnel.client !== undefined) markAuthenticated(tls)
     }, () => this.#options.refusals.refuseSocket(new BrokerInternalError(), socket, req))
   }
 
@@ -127,6 +127,7 @@ export class EgressProxy {
     upstream.once('connect', () => {
       established = true
       upstream.setTimeout(0)
+      socket.setTimeout(0)
       if (client !== undefined) markAuthenticated(socket)
       socket.write(ESTABLISHED)
       socket.pipe(upstream).pipe(socket)
