@@ -23,6 +23,7 @@ import {
   cpuSeconds, findNginx, killAllChildren, nodeStartupMs, rssBytes, startBroker, startIpcChild, startNginx, waitForStatus,
   withTimeout, writeBrokerFiles, type Broker, type BrokerStartOptions, type IpcChild, type Nginx
 } from './processes.js'
+import { pollingCalls } from './polling.js'
 import { median, MIB, percentile, round } from './stats.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -73,7 +74,10 @@ const TARGETS = {
   streamRatio: 0.8,
   streamRssGrowthMiB: 64,
   idleRssMiB: 80,
-  listeningMs: 300
+  listeningMs: 300,
+  /** Ten tools polling once a second for a minute: calls with collapsing alone, and with a 5 s cache. */
+  pollingCollapsed: 60,
+  pollingCached: 13
 }
 
 interface Row { figure: string, value: string, target: string, met: boolean | undefined }
@@ -426,6 +430,18 @@ async function throughput (nginx: Nginx | undefined): Promise<void> {
   rows.push({ figure: '1.   for scale: broker (warn) / @fastify/http-proxy (median of rounds)', value: `${ratioWarn.toFixed(2)}x`, target: '', met: undefined })
 }
 
+async function polling (): Promise<void> {
+  const shape = { clients: 10, seconds: 60 }
+  const alone = await pollingCalls({ ...shape, collapse: false })
+  const collapsed = await pollingCalls({ ...shape, collapse: true })
+  const cached = await pollingCalls({ ...shape, collapse: true, cacheSeconds: 5 })
+  figures.polling = { ...shape, callsAlone: alone, callsCollapsed: collapsed, callsCached5s: cached }
+  const of = `${shape.clients} tools polling one query each second for ${shape.seconds} s`
+  rows.push({ figure: `7. API calls, ${of}: each read its own call`, value: fmtInt(alone), target: '', met: undefined })
+  rows.push({ figure: '7. API calls, identical reads collapsed (the default)', value: fmtInt(collapsed), target: `<= ${TARGETS.pollingCollapsed}`, met: collapsed <= TARGETS.pollingCollapsed })
+  rows.push({ figure: '7. API calls, collapsed and a 5 s cache rule', value: fmtInt(cached), target: `<= ${TARGETS.pollingCached}`, met: cached <= TARGETS.pollingCached })
+}
+
 async function coldHerd (): Promise<void> {
   const count = SETTINGS.herd.requests
   const before = await tokenRequests()
@@ -761,6 +777,7 @@ async function main (): Promise<number> {
     await figure('1. throughput at 32 connections', () => throughput(nginx))
     await figure('4. refresh under load', refreshUnderLoad)
     await figure('3. cold herd', coldHerd)
+    await figure('7. polling', polling)
     await figure('5. streaming', () => streaming(httpProxy as IpcChild<{ type: 'ready', url: string }>, nginx))
   } finally {
     await Promise.allSettled([fixtures?.stop(), upstreamChild?.stop(), httpProxy?.stop(), nginx?.stop()])

@@ -1,6 +1,8 @@
 import fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
+import { BrokerTokens } from './broker-tokens/broker-token.js'
+import { createSigningKey } from './broker-tokens/signing-key.js'
 import { systemClock, type Clock } from './common/clock.js'
 import { BrokerNotFound } from './common/errors.js'
 import { pathOf } from './common/paths.js'
@@ -9,6 +11,7 @@ import { createTunnelRouter, interceptedHosts } from './egress/hosts.js'
 import { createKeyVerifier } from './inbound/client-keys.js'
 import { EgressProxy } from './inbound/egress-proxy.js'
 import { FrontDoor, requestId } from './inbound/front-door.js'
+import { createClientRegistry } from './inbound/client-keys.js'
 import { createAuthorizer, createInboundGate, registerInbound } from './inbound/index.js'
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './inbound/limits.js'
 import { Refusals } from './inbound/refusal.js'
@@ -19,9 +22,12 @@ import { FastifyRequestLog, RequestLog } from './observability/request-log.js'
 import { logTokenEvents } from './observability/token-log.js'
 import { createOutboundDispatcher } from './outbound/dispatcher.js'
 import { registerOwnEndpoints } from './own-routes.js'
+import { SharedReads } from './proxy/shared-reads.js'
 import { createForwarder } from './proxy/forward.js'
 import { createForwardingPipeline } from './proxy/pipeline.js'
 import { createProfileRouter, createProfiles, type Profile } from './runtime/profiles.js'
+import { createIssuer } from './sign-in/issuer.js'
+import { registerSignIn } from './sign-in/routes.js'
 
 export interface AppDeps {
   logger: Logger
@@ -55,14 +61,24 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   const audit = createAuditLog({ file: config.audit.file, logger, clock })
   const requestLog = new RequestLog(audit, logger)
   const refusals = new Refusals({ metrics, requestLog, logger })
-  const admit = createInboundGate(config)
+  const brokerTokens = new BrokerTokens({
+    key: createSigningKey(config), clock, clients: config.clients, profiles: config.profiles.map(({ name }) => name)
+  })
+  const admit = createInboundGate(config, brokerTokens)
   let closing = false
   const route = createProfileRouter(profiles)
   const forwarding = createForwardingPipeline({
     requestId,
     admit,
     forward: createForwarder({
-      dispatcher, config, clock, metrics, route, routeTunnelled: createTunnelRouter(profiles, route), authorize: createAuthorizer(profiles)
+      dispatcher,
+      config,
+      clock,
+      metrics,
+      route,
+      routeTunnelled: createTunnelRouter(profiles, route),
+      authorize: createAuthorizer(profiles),
+      reads: new SharedReads({ clock, ...config.reads, profiles: config.profiles })
     }),
     requestLog,
     refusals,
@@ -104,6 +120,12 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
 
   registerInbound(app, admit)
   registerOwnEndpoints(app, { profiles, clock, metrics })
+  registerSignIn(app, {
+    issuer: createIssuer({ profiles, clients: createClientRegistry(config.clients), keysRequired: config.clients.length > 0, brokerTokens }),
+    clock,
+    metrics,
+    refusals
+  })
   // A method the own endpoints do not serve (PROPFIND /status): still the broker's, not the API's.
   app.setNotFoundHandler((request) => {
     throw new BrokerNotFound(pathOf(request.raw.url as string))

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import fs, { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { syncBuiltinESMExports } from 'node:module'
 import { join } from 'node:path'
@@ -13,7 +12,8 @@ import { ACTION_BODY_LIMIT, createAuditLog, machineActionIdOf } from '../src/obs
 import { createLogger } from '../src/observability/logger.js'
 import { createTestPki } from '../src/simulator/index.js'
 import { createLogSink, startBrokerStack, type BrokerStack } from './helpers/broker.js'
-import { readBody, startUpstream } from './helpers/upstream.js'
+import { clientFor } from './helpers/profiles.js'
+import { abandonAtUpstream, readBody, startUpstream } from './helpers/upstream.js'
 
 const SCENARIO = { timeout: 30_000 }
 const pki = await createTestPki()
@@ -22,12 +22,7 @@ const ISOLATE_BODY = JSON.stringify({ Comment: 'audit test', IsolationType: 'Sel
 
 const withClient = (config: Config): Config => ({
   ...config,
-  clients: [{
-    name: 'soar',
-    keySha256: createHash('sha256').update(KEY).digest('hex'),
-    profiles: [],
-    allow: ['GET /api/**', 'POST /api/machines/*/isolate']
-  }]
+  clients: [clientFor('soar', KEY, { allow: ['GET /api/**', 'POST /api/machines/*/isolate'] })]
 })
 
 const withAuditFile = (file: string) => (config: Config): Config => ({ ...config, audit: { file } })
@@ -226,15 +221,7 @@ t.test('audit.file is checked at load and at open', async (t) => {
 t.test('an aborted request that changes state is still audited', SCENARIO, async (t) => {
   const upstream = await startUpstream(t, () => {})
   const stack = await startBrokerStack(t, { simulator: { pki }, env: { BROKER_UPSTREAM: upstream.url } })
-  const controller = new AbortController()
-  const sent = request(`${stack.url}/api/machines/m1/isolate`, { method: 'POST', body: ISOLATE_BODY, signal: controller.signal }).catch(() => 'aborted')
-  const { req } = await upstream.nextRequest()
-  // The broker cutting the upstream request short is an 'aborted' error here: only its end matters.
-  req.on('error', () => {})
-  const upstreamClosed = new Promise((resolve) => req.once('close', resolve))
-  controller.abort()
-  t.equal(await sent, 'aborted')
-  await upstreamClosed
+  t.equal(await abandonAtUpstream(upstream, `${stack.url}/api/machines/m1/isolate`, { method: 'POST', body: ISOLATE_BODY }), 'aborted')
 
   const reqLines = stack.logs.lines.filter((line) => line.msg === 'request' && line.method === 'POST')
   t.equal(reqLines.length, 1, 'one request line')

@@ -1,8 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { getGlobalDispatcher } from 'undici'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
-import { rawExchange, startUpstream, type RawResponse } from './helpers/upstream.js'
+import { clientFor } from './helpers/profiles.js'
+import { rawExchange, type RawResponse } from './helpers/raw-socket.js'
+import { startUpstream } from './helpers/upstream.js'
 
 // A browser on the same machine is the way in for a web page: DNS rebinding makes a page's
 // requests reach 127.0.0.1 under the attacker's host name, and a plain form or fetch POST
@@ -16,7 +18,7 @@ const keyed = await startBrokerStack(t, {
   config: (c) => ({
     ...c,
     listen: { host: '10.20.30.40', port: 8080, allowedHosts: ['defender-broker', 'broker.internal:9443'] },
-    clients: [{ name: 'soar', keySha256: createHash('sha256').update(key).digest('hex'), profiles: [], allow: [] }]
+    clients: [clientFor('soar', key)]
   })
 })
 /** The laptop set-up: no client keys, loopback only; any local process, and so any browser page, can reach it. */

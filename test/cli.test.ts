@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { DEMO_ROLES, startSimulator } from '../src/simulator/index.js'
+import { simulatorEnv } from './helpers/broker.js'
 import { acceptsConnections, cliEnv, logLines, runCli, spawnCli, type CliProcess, type Exit } from './helpers/spawn.js'
 
 const CANARY = 'cnr8Q~CANARY-secret-must-never-be-printed-1'
@@ -18,12 +19,8 @@ const caFile = join(home, 'simulator-ca.pem')
 writeFileSync(caFile, simulator.caCertPem)
 
 /** What a user sets to run against the simulator, as the README tells them for a real tenant. */
-const simulatorEnv = (extra: Record<string, string> = {}) => cliEnv(home, {
-  AZURE_TENANT_ID: simulator.tenantId,
-  AZURE_CLIENT_ID: simulator.clientId,
-  AZURE_CLIENT_SECRET: simulator.clientSecret,
-  AZURE_AUTHORITY_HOST: simulator.entra.url,
-  BROKER_UPSTREAM: simulator.defender.url,
+const userEnv = (extra: Record<string, string> = {}) => cliEnv(home, {
+  ...simulatorEnv(simulator),
   BROKER_CA_FILE: caFile,
   ...extra
 })
@@ -143,7 +140,7 @@ t.test('serve on 0.0.0.0 with no client keys', async (t) => {
   t.equal(refused.stdout, '', 'never listened')
   t.notOk(output(refused).includes(CANARY), 'the secret is not in the output')
 
-  const { cli, url, port } = await startServe(t, simulatorEnv({ BROKER_HOST: '0.0.0.0', BROKER_PORT: '0', BROKER_ALLOW_UNAUTHENTICATED: 'true' }))
+  const { cli, url, port } = await startServe(t, userEnv({ BROKER_HOST: '0.0.0.0', BROKER_PORT: '0', BROKER_ALLOW_UNAUTHENTICATED: 'true' }))
   t.match(url, /^http:\/\/0\.0\.0\.0:\d+$/, 'with BROKER_ALLOW_UNAUTHENTICATED=true it listens on 0.0.0.0')
   const health = await request(`http://127.0.0.1:${port}/healthz`)
   await health.body.dump()
@@ -182,10 +179,10 @@ t.test('serve with the egress proxy on 0.0.0.0 with no client keys is refused li
 t.test('check against the simulator', async (t) => {
   const authority = `${simulator.entra.url}/${simulator.tenantId}`
   const [human, json, wrongSecret, unknownTenant] = await Promise.all([
-    runCli(t, ['check'], { env: simulatorEnv() }),
-    runCli(t, ['check', '--json'], { env: simulatorEnv() }),
-    runCli(t, ['check'], { env: simulatorEnv({ AZURE_CLIENT_SECRET: CANARY }) }),
-    runCli(t, ['check', '--json'], { env: simulatorEnv({ AZURE_TENANT_ID: OTHER_TENANT_ID }) })
+    runCli(t, ['check'], { env: userEnv() }),
+    runCli(t, ['check', '--json'], { env: userEnv() }),
+    runCli(t, ['check'], { env: userEnv({ AZURE_CLIENT_SECRET: CANARY }) }),
+    runCli(t, ['check', '--json'], { env: userEnv({ AZURE_TENANT_ID: OTHER_TENANT_ID }) })
   ])
 
   t.test('prints what the token allows', async (t) => {
@@ -254,7 +251,7 @@ t.test('check against the simulator', async (t) => {
 
 t.test('serve against the simulator', async (t) => {
   t.test('forwards, then exits 0 on SIGTERM', async (t) => {
-    const { cli, url, port } = await startServe(t, simulatorEnv({ BROKER_PORT: '0' }))
+    const { cli, url, port } = await startServe(t, userEnv({ BROKER_PORT: '0' }))
     t.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, 'listens on loopback by default')
     const res = await request(`${url}/api/alerts`)
     const body = await res.body.json() as { value?: unknown[] }
@@ -278,7 +275,7 @@ t.test('serve against the simulator', async (t) => {
     const dir = t.testdir({ 'client-secret': `${simulator.clientSecret}\n` })
     const secretFile = join(dir, 'client-secret')
     chmodSync(secretFile, 0o600)
-    const env = simulatorEnv({ BROKER_PORT: '0', AZURE_CLIENT_SECRET_FILE: secretFile })
+    const env = userEnv({ BROKER_PORT: '0', AZURE_CLIENT_SECRET_FILE: secretFile })
     delete env.AZURE_CLIENT_SECRET
     const { cli, url, port } = await startServe(t, env)
     const res = await request(`${url}/api/machines?$top=1`)

@@ -305,3 +305,10 @@ t.test('several problems are reported together, at most five', async t => {
   t.match(message, /^a: is not a known setting/)
   t.notMatch(message, /\bf: /)
 })
+
+t.test('a cache rule is a read with a valid path pattern and a lifetime', async t => {
+  t.match(fileFailure(t, profileYaml({ cache: [{ allow: 'POST /api/machines/*/isolate', ttlSeconds: 30 }] })), /^profiles\[0\]\.cache\[0\]\.allow: /)
+  t.equal(fileFailure(t, profileYaml({ cache: [{ allow: 'GET /api/**/x/**', ttlSeconds: 30 }] })).split(':')[0], 'profiles[0].cache[0].allow')
+  t.match(fileFailure(t, profileYaml({ cache: [{ allow: 'GET /api/**', ttlSeconds: 0 }] })), /^profiles\[0\]\.cache\[0\]\.ttlSeconds: /)
+  t.match(fileFailure(t, 'reads: { cacheMaxMiB: 0 }\n' + profileYaml()), /^reads\.cacheMaxMiB: /)
+})

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { loadConfig } from '../src/config/load.js'
 import type { Config } from '../src/config/types.js'
+import { writePrivate } from './helpers/files.js'
 
 const TENANT = '00000000-0000-0000-0000-000000000000'
 const CLIENT = '11111111-1111-1111-1111-111111111111'
@@ -11,12 +12,6 @@ const PEM = [
   '-----BEGIN CERTIFICATE-----', 'MIIBfake', '-----END CERTIFICATE-----',
   '-----BEGIN PRIVATE KEY-----', 'MIIEfake', '-----END PRIVATE KEY-----', ''
 ].join('\n')
-
-function writePrivate (file: string, content: string, mode = 0o600): string {
-  writeFileSync(file, content)
-  chmodSync(file, mode)
-  return file
-}
 
 const secretEnv = { AZURE_TENANT_ID: TENANT, AZURE_CLIENT_ID: CLIENT, AZURE_CLIENT_SECRET: 'inline-secret' }
 

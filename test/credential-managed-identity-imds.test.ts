@@ -1,16 +1,13 @@
 import t from 'tap'
-import { once } from 'node:events'
-import { request } from 'undici'
 import { createTestPki } from '../src/simulator/index.js'
-import type { TokenFailure } from '../src/tokens/token-error.js'
-import type { TokenHolder } from '../src/tokens/token-holder.js'
-import type { BrokerStack } from './helpers/broker.js'
+import { claimsOf, getAlerts, holderOf, nextFailure } from './helpers/broker.js'
 import {
+  assertUserIdentityNamed,
   setSourceEnvironment,
   startManagedIdentityStack,
   startSharedEndpoint,
   SYSTEM_IDENTITY,
-  USER_IDENTITY
+  userIdentityNames
 } from './helpers/managed-identity.js'
 
 // The IMDS source, in a process of its own: msal-node keeps the source it finds first. With no
@@ -21,22 +18,6 @@ const RESOURCE = 'https://api.securitycenter.microsoft.com'
 const pki = await createTestPki()
 const shared = await startSharedEndpoint(t, 'unused-by-imds')
 setSourceEnvironment(t, { AZURE_POD_IDENTITY_AUTHORITY_HOST: shared.endpoint.url })
-
-function holderOf (stack: BrokerStack): TokenHolder {
-  const profile = stack.app.profiles[0]
-  if (profile === undefined) throw new TypeError('the stack has no profile')
-  return profile.tokens
-}
-
-async function getAlerts (stack: BrokerStack): Promise<number> {
-  const res = await request(`${stack.url}/api/alerts?$top=1`)
-  await res.body.dump()
-  return res.statusCode
-}
-
-function claimsOf (token: string | undefined): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token?.split('.')[1] ?? '', 'base64url').toString('utf8'))
-}
 
 t.test('the system-assigned identity from IMDS, end to end', SCENARIO, async (t) => {
   const seen = shared.endpoint.requests.length
@@ -57,26 +38,8 @@ t.test('the system-assigned identity from IMDS, end to end', SCENARIO, async (t)
 })
 
 t.test('a user-assigned identity is named as msal-node names it to IMDS', SCENARIO, async (t) => {
-  const cases: Array<[Record<string, string>, string, string]> = [
-    [{ clientId: USER_IDENTITY.clientId }, 'client_id', USER_IDENTITY.clientId],
-    [{ resourceId: USER_IDENTITY.resourceId ?? '' }, 'msi_res_id', USER_IDENTITY.resourceId ?? ''],
-    [{ objectId: USER_IDENTITY.objectId }, 'object_id', USER_IDENTITY.objectId]
-  ]
-  for (const [ids, parameter, value] of cases) {
-    await t.test(parameter, async (t) => {
-      const seen = shared.endpoint.requests.length
-      const stack = await startManagedIdentityStack(t, {
-        pki,
-        shared,
-        credential: { type: 'managedIdentity', ...ids },
-        clientId: USER_IDENTITY.clientId
-      })
-      const requests = shared.endpoint.requests.slice(seen)
-      t.equal(requests[0]?.query[parameter], value, `${parameter} carries the identity`)
-      t.same(Object.keys(requests[0]?.query ?? {}).sort(), ['api-version', parameter, 'resource'].sort())
-      t.equal(await getAlerts(stack), 200)
-      t.match(claimsOf(shared.endpoint.issuedTokens.at(-1)), { appid: USER_IDENTITY.clientId, roles: USER_IDENTITY.roles })
-    })
+  for (const [ids, parameter, value] of userIdentityNames('msi_res_id')) {
+    await t.test(parameter, (t) => assertUserIdentityNamed(t, { pki, shared, ids, parameter, value }))
   }
 })
 
@@ -88,10 +51,7 @@ t.test('an identity IMDS does not know fails once, with IMDS\'s reason, and is r
     credential: { type: 'managedIdentity', clientId: '44444444-4444-4000-8000-000000000001' },
     ready: false
   })
-  const holder = holderOf(stack)
-  const [failure] = holder.status().lastError === undefined
-    ? await once(holder, 'failed') as [TokenFailure]
-    : [holder.status().lastError as TokenFailure]
+  const [failure] = await nextFailure(holderOf(stack))
   t.strictSame({ code: failure.code, message: failure.message }, {
     code: 'BrokerManagedIdentityFailed',
     message: `the managed identity endpoint ${shared.endpoint.url} answered 400: Identity not found`

@@ -1,16 +1,14 @@
 import t from 'tap'
-import { once } from 'node:events'
-import { Agent, request } from 'undici'
+import { Agent } from 'undici'
 import { createTestPki } from '../src/simulator/index.js'
-import type { TokenFailure } from '../src/tokens/token-error.js'
-import type { TokenHolder } from '../src/tokens/token-holder.js'
-import type { BrokerStack } from './helpers/broker.js'
+import { claimsOf, getAlerts, holderOf, nextFailure, statusText } from './helpers/broker.js'
 import {
+  assertUserIdentityNamed,
   setSourceEnvironment,
   startManagedIdentityStack,
   startSharedEndpoint,
   SYSTEM_IDENTITY,
-  USER_IDENTITY
+  userIdentityNames
 } from './helpers/managed-identity.js'
 
 // The App Service source: msal-node finds IDENTITY_ENDPOINT and IDENTITY_HEADER in process.env.
@@ -22,34 +20,6 @@ const IDENTITY_HEADER = 'canary-identity-header-7f3c9b1e5d'
 const pki = await createTestPki()
 const shared = await startSharedEndpoint(t, IDENTITY_HEADER)
 setSourceEnvironment(t, { IDENTITY_ENDPOINT: shared.endpoint.appServiceEndpoint, IDENTITY_HEADER })
-
-function holderOf (stack: BrokerStack): TokenHolder {
-  const profile = stack.app.profiles[0]
-  if (profile === undefined) throw new TypeError('the stack has no profile')
-  return profile.tokens
-}
-
-async function nextFailure (holder: TokenHolder): Promise<TokenFailure> {
-  const { lastError } = holder.status()
-  if (lastError !== undefined) return lastError
-  const [failure] = await once(holder, 'failed') as [TokenFailure]
-  return failure
-}
-
-async function getAlerts (stack: BrokerStack): Promise<number> {
-  const res = await request(`${stack.url}/api/alerts?$top=1`)
-  await res.body.dump()
-  return res.statusCode
-}
-
-async function statusText (stack: BrokerStack): Promise<string> {
-  const res = await request(`${stack.url}/status`)
-  return await res.body.text()
-}
-
-function claimsOf (token: string | undefined): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token?.split('.')[1] ?? '', 'base64url').toString('utf8'))
-}
 
 t.test('the system-assigned identity from the App Service endpoint, end to end', SCENARIO, async (t) => {
   const seen = shared.endpoint.requests.length
@@ -81,29 +51,10 @@ t.test('the system-assigned identity from the App Service endpoint, end to end',
 })
 
 t.test('a user-assigned identity is named as msal-node names it to App Service', SCENARIO, async (t) => {
-  const cases: Array<[Record<string, string>, string, string]> = [
-    [{ clientId: USER_IDENTITY.clientId }, 'client_id', USER_IDENTITY.clientId],
-    [{ resourceId: USER_IDENTITY.resourceId ?? '' }, 'mi_res_id', USER_IDENTITY.resourceId ?? ''],
-    [{ objectId: USER_IDENTITY.objectId }, 'object_id', USER_IDENTITY.objectId]
-  ]
   // One stack after another in one process: msal-node keeps the source it found first, with the
   // network client of the first application; each later stack must still use its own dispatcher.
-  for (const [ids, parameter, value] of cases) {
-    await t.test(parameter, async (t) => {
-      const seen = shared.endpoint.requests.length
-      const stack = await startManagedIdentityStack(t, {
-        pki,
-        shared,
-        credential: { type: 'managedIdentity', ...ids },
-        clientId: USER_IDENTITY.clientId
-      })
-      const requests = shared.endpoint.requests.slice(seen)
-      t.equal(requests.length, 1)
-      t.equal(requests[0]?.query[parameter], value, `${parameter} carries the identity`)
-      t.same(Object.keys(requests[0]?.query ?? {}).sort(), ['api-version', parameter, 'resource'].sort(), 'and nothing else names one')
-      t.equal(await getAlerts(stack), 200)
-      t.match(claimsOf(shared.endpoint.issuedTokens.at(-1)), { appid: USER_IDENTITY.clientId, roles: USER_IDENTITY.roles })
-    })
+  for (const [ids, parameter, value] of userIdentityNames('mi_res_id')) {
+    await t.test(parameter, (t) => assertUserIdentityNamed(t, { pki, shared, ids, parameter, value }))
   }
 })
 
@@ -129,7 +80,7 @@ t.test('an identity the machine does not hold fails with the endpoint\'s message
     clientId: '44444444-4444-4000-8000-000000000001',
     ready: false
   })
-  const failure = await nextFailure(holderOf(stack))
+  const [failure] = await nextFailure(holderOf(stack))
   t.match(failure, { code: 'BrokerManagedIdentityFailed', message: `the managed identity endpoint ${shared.endpoint.url} answered 400: Unable to load the proper Managed Identity.` })
   t.equal(await getAlerts(stack), 503)
   t.equal(stack.simulator.defender.requests.length, 0)
@@ -152,6 +103,6 @@ t.test('an endpoint that does not answer is named with the transport\'s code', S
     ready: false,
     deps: { dispatcher }
   })
-  const failure = await nextFailure(holderOf(stack))
+  const [failure] = await nextFailure(holderOf(stack))
   t.match(failure, { code: 'ECONNREFUSED', message: `${shared.endpoint.url} could not be reached: connection refused (ECONNREFUSED)` })
 })

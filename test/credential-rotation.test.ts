@@ -1,19 +1,15 @@
 import t from 'tap'
-import { renameSync, writeFileSync } from 'node:fs'
+import { renameSync } from 'node:fs'
 import { join } from 'node:path'
 import { createTestPki, type Simulator } from '../src/simulator/index.js'
 import { startBrokerStack, getAlerts } from './helpers/broker.js'
+import { writePrivate } from './helpers/files.js'
 
 // An upstream 401 after a rotation: the broker's one replay fetches a fresh token, and that token
 // request reads the rotated file. (Rotation at the scheduled refresh: credentials.test.ts and
 // credential-federated.test.ts.)
 const pki = await createTestPki()
 const SCENARIO = { timeout: 20_000 }
-
-function writePrivate (file: string, text: string): string {
-  writeFileSync(file, text, { mode: 0o600 })
-  return file
-}
 
 /** The 401 the API answers a token it no longer accepts with, once. */
 function refuseNextToken (simulator: Simulator): void {

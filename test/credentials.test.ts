@@ -4,20 +4,12 @@ import { chmodSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createTestPki, type ClientCertificate, type Simulator, type TokenRequestEvent } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import { createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, getAlerts, statusOf } from './helpers/broker.js'
+import { claimsOf, createTestClock, startBrokerStack, type BrokerStackOptions, holderOf, nextFailure, getAlerts, statusOf } from './helpers/broker.js'
+import { writePrivate } from './helpers/files.js'
 
 const pki = await createTestPki()
 /** A scenario that waits on an event that never comes fails here, not at the file's timeout. */
 const SCENARIO = { timeout: 20_000 }
-
-function claimsOf (token: string | undefined): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token?.split('.')[1] ?? '', 'base64url').toString('utf8'))
-}
-
-function writePrivate (file: string, text: string): string {
-  writeFileSync(file, text, { mode: 0o600 })
-  return file
-}
 
 /** A stack whose one profile authenticates with the certificate in `file`, registered or not with Entra ID. */
 function certificateStack (t: Test, file: string, registered: ClientCertificate, options: BrokerStackOptions = {}) {
@@ -82,15 +74,21 @@ t.test('a certificate Entra ID does not know fails with AADSTS700027', SCENARIO,
   t.equal(stack.simulator.defender.requests.length, 0)
 })
 
-t.test('a rotated secret file takes effect at the next token request, without a restart', SCENARIO, async (t) => {
+/** A stack on the injected clock whose secret is read from a file, written before the first token request. */
+async function secretFileStack (t: Test, content: (secret: string) => string) {
   const clock = createTestClock()
   const file = join(t.testdir(), 'client-secret')
   const stack = await startBrokerStack(t, {
     clock,
     simulator: { pki },
     env: { AZURE_CLIENT_SECRET: undefined, AZURE_CLIENT_SECRET_FILE: file },
-    beforeStart: (simulator) => writePrivate(file, `${simulator.clientSecret}\n`)
+    beforeStart: (simulator) => writePrivate(file, content(simulator.clientSecret))
   })
+  return { clock, file, stack }
+}
+
+t.test('a rotated secret file takes effect at the next token request, without a restart', SCENARIO, async (t) => {
+  const { clock, file, stack } = await secretFileStack(t, (secret) => `${secret}\n`)
   const holder = holderOf(stack)
   const { entra, defender, clientId } = stack.simulator
   t.equal(stack.config.profiles[0]?.credential.type, 'secret')
@@ -117,14 +115,7 @@ t.test('a rotated secret file takes effect at the next token request, without a 
 })
 
 t.test('a secret file unreadable for a moment during rotation is retried, not held against the broker', SCENARIO, async (t) => {
-  const clock = createTestClock()
-  const file = join(t.testdir(), 'client-secret')
-  const stack = await startBrokerStack(t, {
-    clock,
-    simulator: { pki },
-    env: { AZURE_CLIENT_SECRET: undefined, AZURE_CLIENT_SECRET_FILE: file },
-    beforeStart: (simulator) => writePrivate(file, simulator.clientSecret)
-  })
+  const { clock, file, stack } = await secretFileStack(t, (secret) => secret)
   const holder = holderOf(stack)
   const { entra, clientId } = stack.simulator
   const refused = entra.issuedTokens[0] ?? ''

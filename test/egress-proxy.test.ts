@@ -136,17 +136,23 @@ t.test('python3 requests with HTTPS_PROXY and REQUESTS_CA_BUNDLE gets the alerts
   assertRealTokenUpstreamOnly(t, stack, '/api/alerts?%24top=2', stdout)
 })
 
-t.test('the seed\'s flow: a token from login.microsoftonline.com, then the alerts with it', { todo: 'needs the token endpoint' }, async (t) => {
-  const token = await run('curl', ['-sS', '--fail-with-body', '--proxy', stack.url, '--cacert', caFile,
-    '-d', `client_id=${stack.simulator.clientId}`, '-d', 'client_secret=anything', '-d', 'grant_type=client_credentials',
-    '-d', 'scope=https://securitycenter.onmicrosoft.com/windowsatpservice/.default',
-    `https://login.microsoftonline.com/${stack.simulator.tenantId}/oauth2/v2.0/token`], { env: { PATH: process.env.PATH } })
-  const accessToken = (JSON.parse(token.stdout) as { access_token: string }).access_token
-  const alerts = await run('curl', ['-sS', '--fail-with-body', '--proxy', stack.url, '--cacert', caFile,
-    '-H', `Authorization: Bearer ${accessToken}`, 'https://api.securitycenter.windows.com/api/alerts'], { env: { PATH: process.env.PATH } })
-  t.ok((JSON.parse(alerts.stdout) as { value: unknown[] }).value.length > 0, 'the alerts arrived')
-  assertRealTokenUpstreamOnly(t, stack, '/api/alerts', token.stdout + alerts.stdout)
-})
+for (const [form, tokenUrl, resource] of [
+  ['v2', 'https://login.microsoftonline.com/TENANT/oauth2/v2.0/token', 'scope=https://securitycenter.onmicrosoft.com/windowsatpservice/.default'],
+  ['v1', 'https://login.windows.net/TENANT/oauth2/token', 'resource=https://api.securitycenter.windows.com']
+] as const) {
+  t.test(`the seed's flow (${form}): a token from the sign-in host, then the alerts with it, with only --proxy and --cacert added`, async (t) => {
+    const token = await run('curl', ['-sS', '--fail-with-body', '--proxy', stack.url, '--cacert', caFile,
+      '-d', `client_id=${stack.simulator.clientId}`, '-d', 'client_secret=anything', '-d', 'grant_type=client_credentials', '-d', resource,
+      tokenUrl.replace('TENANT', stack.simulator.tenantId)], { env: { PATH: process.env.PATH } })
+    const accessToken = (JSON.parse(token.stdout) as { access_token: string }).access_token
+    t.not(accessToken, realToken(stack), 'a broker token, not the real one')
+    const alerts = await run('curl', ['-sS', '--fail-with-body', '--proxy', stack.url, '--cacert', caFile,
+      '-H', `Authorization: Bearer ${accessToken}`, 'https://api.securitycenter.windows.com/api/alerts'], { env: { PATH: process.env.PATH } })
+    t.same((JSON.parse(alerts.stdout) as { value: Array<{ id: string }> }).value.map((alert) => alert.id),
+      stack.simulator.defender.data.alerts.slice(0, 2).map((alert) => alert.id), 'the alerts arrived')
+    assertRealTokenUpstreamOnly(t, stack, '/api/alerts', token.stdout + alerts.stdout)
+  })
+}
 
 /** One CONNECT on a raw connection: the head of the answer, and the connection for what follows. */
 async function rawConnect (t: Test, url: string, target: string, headers: Record<string, string> = {}) {

@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { getGlobalDispatcher, request, type Dispatcher } from 'undici'
-import type { ProfileConfig } from '../src/config/types.js'
 import { createTestPki } from '../src/simulator/index.js'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
+import { clientFor, withProfiles } from './helpers/profiles.js'
 import { readBody, startUpstream, type UpstreamHandler } from './helpers/upstream.js'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -46,10 +45,7 @@ const fabrikamUpstream = await startUpstream(t, echo)
 const stack = await startBrokerStack(t, {
   simulator: { pki, roles: ALL_ROLES },
   env: { BROKER_UPSTREAM: upstream.url },
-  config: (c) => {
-    const first = c.profiles[0] as ProfileConfig
-    return { ...c, profiles: [first, { ...first, name: 'fabrikam', basePath: '/fabrikam', upstream: fabrikamUpstream.url }] }
-  }
+  config: (c) => withProfiles(c, [{ name: 'fabrikam', basePath: '/fabrikam', upstream: fabrikamUpstream.url }])
 })
 
 /** The token a profile holds, after checking that the simulator issued it. */
@@ -202,10 +198,7 @@ t.test('with client keys: the key is checked, then neither form of it goes upstr
   const keyedStack = await startBrokerStack(t, {
     simulator: { pki, roles: ALL_ROLES },
     env: { BROKER_UPSTREAM: keyed.url },
-    config: (c) => ({
-      ...c,
-      clients: [{ name: 'soar', keySha256: createHash('sha256').update(key).digest('hex'), profiles: [], allow: [] }]
-    })
+    config: (c) => ({ ...c, clients: [clientFor('soar', key)] })
   })
   const token = keyedStack.simulator.entra.issuedTokens.at(-1)
   for (const headers of [{ authorization: `Bearer ${key}` }, { 'x-broker-key': key }]) {

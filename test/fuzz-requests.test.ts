@@ -8,6 +8,7 @@ import type { ProfileConfig } from '../src/config/types.js'
 import { compileRules } from '../src/inbound/rules.js'
 import { checkRequestTarget } from '../src/inbound/request-target.js'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
+import { clientFor } from './helpers/profiles.js'
 import { startUpstream, type Upstream } from './helpers/upstream.js'
 
 // A seeded generator of hostile requests: random bytes, valid requests mutated byte by byte,
@@ -43,7 +44,6 @@ const between = (low: number, high: number) => low + Math.floor(random() * (high
 // reach, and client keys.
 const key = createHash('sha256').update(`fuzz-${SEED}`).digest('base64url')
 const narrowKey = createHash('sha256').update(`narrow-${SEED}`).digest('base64url')
-const sha256 = (value: string) => createHash('sha256').update(value).digest('hex')
 const attacker = createServer((_req, res) => res.end())
 let attackerConnections = 0
 attacker.on('connection', () => { attackerConnections++ })
@@ -70,8 +70,8 @@ const stack = await startBrokerStack(t, {
         { ...first, name: 'fabrikam', basePath: '/fabrikam', upstream: fabrikamUpstream.url, allow: RULES.fabrikam, rateLimit: budget }
       ],
       clients: [
-        { name: 'fuzz', keySha256: sha256(key), profiles: [], allow: [] },
-        { name: 'narrow', keySha256: sha256(narrowKey), profiles: ['default'], allow: ['GET /api/alerts/**'] }
+        clientFor('fuzz', key),
+        clientFor('narrow', narrowKey, { profiles: ['default'], allow: ['GET /api/alerts/**'] })
       ]
     }
   }

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { request } from 'undici'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
-import { rawExchange, readBody, startUpstream } from './helpers/upstream.js'
+import { rawExchange } from './helpers/raw-socket.js'
+import { readBody, startUpstream } from './helpers/upstream.js'
 
 // Requests are written as raw bytes: HTTP clients refuse to send most hop-by-hop headers,
 // and a tool that goes through another proxy may well send them.

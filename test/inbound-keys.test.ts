@@ -1,32 +1,23 @@
-import { createHash, randomBytes } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { getGlobalDispatcher, type Dispatcher } from 'undici'
-import type { ProfileConfig } from '../src/config/types.js'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
+import { clientFor, newClientKey, sha256, withProfiles } from './helpers/profiles.js'
 import { startUpstream } from './helpers/upstream.js'
 
 // Client keys, end to end: who gets in, what everyone else sees, and where a key never goes.
 
-const key = `KEY-${randomBytes(32).toString('base64url')}`
-const otherKey = `KEY-${randomBytes(32).toString('base64url')}`
-const sha256 = (value: string) => createHash('sha256').update(value).digest('hex')
+const key = newClientKey()
+const otherKey = newClientKey()
 
 const upstream = await startUpstream(t)
 const fabrikamUpstream = await startUpstream(t)
 const stack = await startBrokerStack(t, {
   simulator: { roles: ALL_ROLES },
   env: { BROKER_UPSTREAM: upstream.url },
-  config: (c) => {
-    const first = c.profiles[0] as ProfileConfig
-    return {
-      ...c,
-      profiles: [first, { ...first, name: 'fabrikam', basePath: '/fabrikam', upstream: fabrikamUpstream.url }],
-      clients: [
-        { name: 'soar', keySha256: sha256(key), profiles: [], allow: [] },
-        { name: 'notebook', keySha256: sha256(otherKey), profiles: ['fabrikam'], allow: [] }
-      ]
-    }
-  }
+  config: (c) => withProfiles(c, [{ name: 'fabrikam', basePath: '/fabrikam', upstream: fabrikamUpstream.url }], [
+    clientFor('soar', key),
+    clientFor('notebook', otherKey, { profiles: ['fabrikam'] })
+  ])
 })
 
 /** Every response the clients got, headers and bodies, for the canary search at the end. */

@@ -1,15 +1,14 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { getGlobalDispatcher, type Dispatcher } from 'undici'
-import type { ProfileConfig } from '../src/config/types.js'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
+import { clientFor, withProfiles } from './helpers/profiles.js'
 import { startUpstream } from './helpers/upstream.js'
 
 // Rules on clients and profiles, end to end: a request must pass both, whatever spelling of
 // the path it uses, and a refusal names the rule set that refused it, never the rules.
 
 const keys = { soar: randomBytes(24).toString('base64url'), reader: randomBytes(24).toString('base64url'), free: randomBytes(24).toString('base64url') }
-const sha256 = (value: string) => createHash('sha256').update(value).digest('hex')
 const CLIENT_RULES = {
   soar: ['GET /api/alerts/**', 'POST /api/machines/*/isolate'],
   reader: ['GET /api/**', 'POST /api/machines/*/unisolate']
@@ -21,18 +20,11 @@ const readOnlyUpstream = await startUpstream(t)
 const stack = await startBrokerStack(t, {
   simulator: { roles: ALL_ROLES },
   env: { BROKER_UPSTREAM: upstream.url },
-  config: (c) => {
-    const first = c.profiles[0] as ProfileConfig
-    return {
-      ...c,
-      profiles: [first, { ...first, name: 'auditors', basePath: '/auditors', upstream: readOnlyUpstream.url, allow: READ_ONLY }],
-      clients: [
-        { name: 'soar', keySha256: sha256(keys.soar), profiles: ['default'], allow: CLIENT_RULES.soar },
-        { name: 'reader', keySha256: sha256(keys.reader), profiles: [], allow: CLIENT_RULES.reader },
-        { name: 'free', keySha256: sha256(keys.free), profiles: [], allow: [] }
-      ]
-    }
-  }
+  config: (c) => withProfiles(c, [{ name: 'auditors', basePath: '/auditors', upstream: readOnlyUpstream.url, allow: READ_ONLY }], [
+    clientFor('soar', keys.soar, { profiles: ['default'], allow: CLIENT_RULES.soar }),
+    clientFor('reader', keys.reader, { allow: CLIENT_RULES.reader }),
+    clientFor('free', keys.free)
+  ])
 })
 
 type ClientName = keyof typeof keys

@@ -1,19 +1,17 @@
-import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import t, { type Test } from 'tap'
-import type { ProfileConfig } from '../src/config/types.js'
 import { REPLAYABLE_BODY_LIMIT } from '../src/proxy/request-body.js'
 import { startBrokerStack } from './helpers/broker.js'
-import { openConnection } from './helpers/raw-socket.js'
-import { parseRawResponse, rawExchange, readBody, startUpstream, type RawResponse } from './helpers/upstream.js'
+import { clientFor, newClientKey, withProfiles } from './helpers/profiles.js'
+import { openConnection, rawExchange, parseRawResponse, parseRawResponses, type RawResponse } from './helpers/raw-socket.js'
+import { readBody, startUpstream } from './helpers/upstream.js'
 
 // Which methods the broker refuses before anything else runs, and when it reads a body: only
 // once the rules, the permission preflight and the budget have let the request through, and
 // one request of a connection at a time.
 
-const key = `KEY-${randomBytes(32).toString('base64url')}`
-const sha256 = (value: string) => createHash('sha256').update(value).digest('hex')
+const key = newClientKey()
 
 /** What the upstream saw happen, in order: `start <path>` when a request arrives, `end <path>` when its answer is sent. */
 const timeline: string[] = []
@@ -40,19 +38,11 @@ const stack = await startBrokerStack(t, {
   // No Machine.Isolate: an isolation is refused by the preflight.
   simulator: { roles: ['Alert.Read.All', 'Alert.ReadWrite.All', 'Machine.Read.All'] },
   env: { BROKER_UPSTREAM: upstream.url },
-  config: (c) => {
-    const first = c.profiles[0] as ProfileConfig
-    return {
-      ...c,
-      profiles: [
-        first,
-        // One request a minute, and no wait in the queue: the second gets 429 at once.
-        { ...first, name: 'tight', basePath: '/tight', rateLimit: { perMinute: 1, perHour: 1500, maxQueueSeconds: 1 } },
-        { ...first, name: 'readonly', basePath: '/readonly', allow: ['GET /api/**'] }
-      ],
-      clients: [{ name: 'tool', keySha256: sha256(key), profiles: [], allow: [] }]
-    }
-  },
+  config: (c) => withProfiles(c, [
+    // One request a minute, and no wait in the queue: the second gets 429 at once.
+    { name: 'tight', basePath: '/tight', rateLimit: { perMinute: 1, perHour: 1500, maxQueueSeconds: 1 } },
+    { name: 'readonly', basePath: '/readonly', allow: ['GET /api/**'] }
+  ], [clientFor('tool', key)]),
   // A request whose body never ends is cut off soon, so that a broker waiting for it fails the test quickly.
   deps: { limits: { requestTimeoutMs: 3_000, headersTimeoutMs: 2_000, connectionsCheckingIntervalMs: 100 } }
 })
@@ -70,7 +60,7 @@ function assertMethodNotAllowed (t: Test, response: RawResponse, method: string,
   const id = response.headers['x-request-id']
   t.equal(id?.length, 1, `${what}: one x-request-id`)
   t.strictSame(JSON.parse(response.body), { error: { ...METHOD_NOT_ALLOWED(method), target: id?.[0] } }, `${what}: the whole error body`)
-  t.equal(response.text.split(/(?=HTTP\/1\.1 \d{3} )/).length, 1, `${what}: one answer, nothing after it`)
+  t.equal(parseRawResponses(response.text).length, 1, `${what}: one answer, nothing after it`)
 }
 
 t.test('TRACE and TRACK get 405 before the key check, routing and the token, on every path; nothing reaches the upstream', async (t) => {
@@ -170,7 +160,7 @@ t.test('requests pipelined on one connection reach the upstream one after the ot
   res.writeHead(200, { 'content-type': 'application/json' })
   res.end('{"value":["first"]}')
   await connection.closed
-  const answers = connection.text().split(/(?=HTTP\/1\.1 \d{3} )/).map((text) => parseRawResponse(text))
+  const answers = parseRawResponses(connection.text())
   t.strictSame(answers.map((answer) => answer.status), [200, 200, 200], 'three answers')
   t.equal(answers[0]?.body, '{"value":["first"]}', 'the first answer is the first request\'s')
   t.equal(JSON.parse(answers[1]?.body ?? '{}').method, 'GET', 'then the second\'s')

@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto'
 import t from 'tap'
 import { request } from 'undici'
 import type { Config } from '../src/config/types.js'
 import { createTestPki } from '../src/simulator/index.js'
 import { startBrokerStack, type BrokerStack } from './helpers/broker.js'
-import { closedPort, rawExchange } from './helpers/upstream.js'
+import { clientFor } from './helpers/profiles.js'
+import { rawExchange } from './helpers/raw-socket.js'
+import { closedPort } from './helpers/upstream.js'
 
 const SCENARIO = { timeout: 30_000 }
 const KEY = 'metrics-client-key-0123456789abcdef'
@@ -88,8 +89,8 @@ t.test('names, types and label sets after real traffic; label values bounded', S
     config: (config: Config): Config => ({
       ...config,
       clients: [
-        { name: 'soar', keySha256: createHash('sha256').update(KEY).digest('hex'), profiles: [], allow: ['GET /api/**', 'POST /api/machines/*/isolate'] },
-        { name: 'prometheus', keySha256: createHash('sha256').update(SCRAPE_KEY).digest('hex'), profiles: [], allow: ['GET /metrics'] }
+        clientFor('soar', KEY, { allow: ['GET /api/**', 'POST /api/machines/*/isolate'] }),
+        clientFor('prometheus', SCRAPE_KEY, { allow: ['GET /metrics'] })
       ],
       profiles: config.profiles.map((profile) => ({ ...profile, rateLimit: { ...profile.rateLimit, perMinute: 7, maxQueueSeconds: 120 } }))
     })

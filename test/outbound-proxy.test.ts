@@ -2,11 +2,10 @@ import t, { type Test } from 'tap'
 import { once } from 'node:events'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { request } from 'undici'
 import { createOutboundDispatcher } from '../src/outbound/dispatcher.js'
 import { createTestPki } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import { startBrokerStack, type BrokerStack, type BrokerStackOptions, getAlerts } from './helpers/broker.js'
+import { startBrokerStack, type BrokerStack, type BrokerStackOptions, getAlerts, statusText } from './helpers/broker.js'
 import { skipWithoutTinyproxy, startTinyproxy } from './helpers/tinyproxy.js'
 
 // Debian's tinyproxy, a real forward proxy, carries the traffic; without it these are skipped
@@ -15,11 +14,6 @@ const SCENARIO = { timeout: 20_000, skip: skipWithoutTinyproxy(t) }
 const pki = await createTestPki()
 
 const portOf = (url: string): string => new URL(url).port
-
-async function statusText (stack: BrokerStack): Promise<string> {
-  const res = await request(`${stack.url}/status`)
-  return await res.body.text()
-}
 
 /** The broker with `env` as its outbound environment (the proxy variables), not process.env. */
 function proxiedStack (t: Test, env: Record<string, string>, options: BrokerStackOptions = {}): Promise<BrokerStack> {

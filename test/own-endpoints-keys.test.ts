@@ -1,20 +1,17 @@
-import { createHash, randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { getGlobalDispatcher, type Dispatcher } from 'undici'
 import { loadConfig } from '../src/config/load.js'
 import { inlineSecret } from '../src/config/secret-files.js'
-import type { ClientConfig, ProfileConfig } from '../src/config/types.js'
+import type { ProfileConfig } from '../src/config/types.js'
 import type { Profile } from '../src/runtime/profiles.js'
 import { nextFailure, startBrokerStack } from './helpers/broker.js'
+import { clientFor, newClientKey, sha256 } from './helpers/profiles.js'
 import { startUpstream } from './helpers/upstream.js'
 
 // /status and /metrics with client keys: they follow the client's rules like any path, and a
 // client limited to some profiles sees nothing of the others (tenants, apps, roles, errors).
-
-const sha256 = (value: string) => createHash('sha256').update(value).digest('hex')
-const newKey = () => `KEY-${randomBytes(32).toString('base64url')}`
 
 /** Another customer of the MSSP, with roles no other profile's token carries. */
 const FABRIKAM = {
@@ -32,22 +29,22 @@ const BROKEN = {
 
 const keys = {
   /** No rules: may do anything, own endpoints included. */
-  admin: newKey(),
+  admin: newClientKey(),
   /** API calls only. */
-  soar: newKey(),
+  soar: newClientKey(),
   /** Scrapes and nothing else. */
-  prometheus: newKey(),
+  prometheus: newClientKey(),
   /** Reads /status and nothing else. */
-  dashboard: newKey(),
+  dashboard: newClientKey(),
   /** Limited to the default profile, with the own endpoints allowed. */
-  contoso: newKey()
+  contoso: newClientKey()
 }
-const clients: ClientConfig[] = [
-  { name: 'admin', keySha256: sha256(keys.admin), profiles: [], allow: [] },
-  { name: 'soar', keySha256: sha256(keys.soar), profiles: [], allow: ['GET /api/**', 'POST /api/advancedqueries/run'] },
-  { name: 'prometheus', keySha256: sha256(keys.prometheus), profiles: [], allow: ['GET /metrics'] },
-  { name: 'dashboard', keySha256: sha256(keys.dashboard), profiles: [], allow: ['GET /status'] },
-  { name: 'contoso', keySha256: sha256(keys.contoso), profiles: ['default'], allow: ['GET /api/**', 'GET /status', 'GET /metrics'] }
+const clients = [
+  clientFor('admin', keys.admin),
+  clientFor('soar', keys.soar, { allow: ['GET /api/**', 'POST /api/advancedqueries/run'] }),
+  clientFor('prometheus', keys.prometheus, { allow: ['GET /metrics'] }),
+  clientFor('dashboard', keys.dashboard, { allow: ['GET /status'] }),
+  clientFor('contoso', keys.contoso, { profiles: ['default'], allow: ['GET /api/**', 'GET /status', 'GET /metrics'] })
 ]
 
 const upstream = await startUpstream(t)

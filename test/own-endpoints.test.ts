@@ -2,11 +2,10 @@ import t from 'tap'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { getGlobalDispatcher, request } from 'undici'
+import { request } from 'undici'
 import { createTestPki } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
-import type { TokenHolder } from '../src/tokens/token-holder.js'
-import { createTestClock, startBrokerStack, type BrokerStack } from './helpers/broker.js'
+import { createTestClock, holderOf, nextFailure, startBrokerStack, startHangingTokenStack, getJson, type JsonReply } from './helpers/broker.js'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const SCOPE = 'https://api.securitycenter.microsoft.com/.default'
@@ -14,24 +13,7 @@ const pki = await createTestPki()
 /** A scenario that waits on an event that never comes fails here, not at the file's timeout. */
 const SCENARIO = { timeout: 20_000 }
 
-interface Reply {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  json: unknown
-}
-
 /** `path` goes out as written: a URL would resolve encoded dot-segments first. */
-async function call (stack: BrokerStack, path: string, headers: Record<string, string> = {}): Promise<Reply> {
-  const res = await getGlobalDispatcher().request({ origin: stack.url, path, method: 'GET', headers })
-  const text = await res.body.text()
-  return { status: res.statusCode, headers: res.headers, json: text === '' ? undefined : JSON.parse(text) }
-}
-
-function holderOf (stack: BrokerStack, index = 0): TokenHolder {
-  const profile = stack.app.profiles[index]
-  if (profile === undefined) throw new TypeError(`the stack has no profile ${index}`)
-  return profile.tokens
-}
 
 function iso (ms: number | undefined): string | undefined {
   return ms === undefined ? undefined : new Date(ms).toISOString()
@@ -39,25 +21,16 @@ function iso (ms: number | undefined): string | undefined {
 
 t.test('/healthz is always 200; /readyz is 503 with reasons until the first token, then 200', SCENARIO, async (t) => {
   const clock = createTestClock()
-  let tokenRequest: Promise<unknown> = Promise.resolve()
-  const stack = await startBrokerStack(t, {
-    clock,
-    ready: false,
-    simulator: { pki },
-    beforeStart: (simulator) => {
-      simulator.entra.setMode('hang')
-      tokenRequest = once(simulator.entra, 'token-request')
-    }
-  })
+  const { stack, tokenRequested } = await startHangingTokenStack(t, { clock, simulator: { pki } })
   const holder = holderOf(stack)
-  await tokenRequest
+  await tokenRequested
 
   const health = async (when: string) => {
-    const reply = await call(stack, '/healthz')
+    const reply = await getJson(stack, '/healthz')
     t.same([reply.status, reply.json], [200, { status: 'ok' }], `/healthz ${when}`)
   }
   const ready = async (when: string, status: number, body: unknown) => {
-    const reply = await call(stack, '/readyz')
+    const reply = await getJson(stack, '/readyz')
     t.same([reply.status, reply.json], [status, body], `/readyz ${when}`)
   }
 
@@ -113,14 +86,10 @@ t.test('/status lists every profile, its token and its last error', SCENARIO, as
   })
   const { entra, defender, tenantId, clientId } = stack.simulator
   const token = await holderOf(stack, 0).get()
-  const [failure, retryAt] = await (async (): Promise<[TokenFailure, number]> => {
-    const status = holderOf(stack, 1).status()
-    if (status.lastError !== undefined && status.retryAt !== undefined) return [status.lastError, status.retryAt]
-    return await once(holderOf(stack, 1), 'failed') as [TokenFailure, number]
-  })()
+  const [failure, retryAt] = await nextFailure(holderOf(stack, 1))
   t.equal(failure.code, 'AADSTS7000215')
 
-  const reply = await call(stack, '/status')
+  const reply = await getJson(stack, '/status')
   t.equal(reply.status, 200)
   t.match(reply.headers['content-type'], /^application\/json/)
   const body = reply.json as { time: string, profiles: Array<Record<string, unknown>> }
@@ -162,7 +131,7 @@ t.test('/status lists every profile, its token and its last error', SCENARIO, as
   }, 'fabrikam: no token, and why, with the AADSTS code')
   t.match((fab?.lastError as { message?: string }).message, /^[^\n]*AADSTS7000215: Invalid client secret provided/)
 
-  const readyz = await call(stack, '/readyz')
+  const readyz = await getJson(stack, '/readyz')
   t.same([readyz.status, readyz.json], [503, { status: 'not ready', reasons: { fabrikam: 'no token yet: AADSTS7000215' } }],
     'not ready while one profile has no token, and the reason names it')
   t.notMatch(JSON.stringify(body), token.value, 'no token in /status')
@@ -171,14 +140,14 @@ t.test('/status lists every profile, its token and its last error', SCENARIO, as
 
 t.test('every response carries x-request-id', SCENARIO, async (t) => {
   const stack = await startBrokerStack(t, { simulator: { pki } })
-  const replies: Array<[string, Reply]> = [
-    ['/healthz', await call(stack, '/healthz')],
-    ['/readyz', await call(stack, '/readyz')],
-    ['/status', await call(stack, '/status')],
-    ['a forwarded 200', await call(stack, '/api/alerts?$top=1')],
-    ['a forwarded 404', await call(stack, '/api/nothing-here')],
-    ['a refused target', await call(stack, '/api/%2e%2e/machines')],
-    ['a misdirected Host', await call(stack, '/api/alerts', { host: 'attacker.example' })]
+  const replies: Array<[string, JsonReply]> = [
+    ['/healthz', await getJson(stack, '/healthz')],
+    ['/readyz', await getJson(stack, '/readyz')],
+    ['/status', await getJson(stack, '/status')],
+    ['a forwarded 200', await getJson(stack, '/api/alerts?$top=1')],
+    ['a forwarded 404', await getJson(stack, '/api/nothing-here')],
+    ['a refused target', await getJson(stack, '/api/%2e%2e/machines')],
+    ['a misdirected Host', await getJson(stack, '/api/alerts', { host: 'attacker.example' })]
   ]
   t.same(replies.map(([, reply]) => reply.status), [200, 200, 200, 200, 404, 400, 421])
   const ids = new Set<unknown>()
@@ -196,15 +165,15 @@ t.test('a caller\'s safe x-request-id is echoed, an unsafe one replaced', SCENAR
   const stack = await startBrokerStack(t, { simulator: { pki } })
   const safe = 'trace-42.span:7'
   for (const path of ['/healthz', '/api/alerts?$top=1', '/api/%2e%2e/machines']) {
-    const reply = await call(stack, path, { 'x-request-id': safe })
+    const reply = await getJson(stack, path, { 'x-request-id': safe })
     t.equal(reply.headers['x-request-id'], safe, `${path}: echoed`)
   }
-  const refused = await call(stack, '/api/%2e%2e/machines', { 'x-request-id': safe })
+  const refused = await getJson(stack, '/api/%2e%2e/machines', { 'x-request-id': safe })
   t.equal((refused.json as { error: { target: unknown } }).error.target, safe, 'and named in the error body')
   t.ok(stack.logs.lines.some((line) => line.reqId === safe && line.path === '/api/alerts'), 'and in the log line')
 
   for (const [what, unsafe] of [['spaces', 'id with spaces'], ['200 characters', 'a'.repeat(200)], ['a quote and braces', 'x"}{"level":60']] as const) {
-    const reply = await call(stack, '/api/alerts?$top=1', { 'x-request-id': unsafe })
+    const reply = await getJson(stack, '/api/alerts?$top=1', { 'x-request-id': unsafe })
     t.equal(reply.status, 200)
     t.match(reply.headers['x-request-id'], UUID, `${what}: replaced by the broker's own`)
     t.notOk(stack.logs.text().includes(unsafe), `${what}: never logged`)

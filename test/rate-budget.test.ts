@@ -1,44 +1,18 @@
-import { EventEmitter, once } from 'node:events'
+import { once } from 'node:events'
 import t, { type Test } from 'tap'
 import { Agent, request, type Dispatcher } from 'undici'
 import type { ProfileConfig } from '../src/config/types.js'
 import { findEndpoint } from '../src/defender/catalogue.js'
 import { createTestPki } from '../src/simulator/index.js'
-import { ALL_ROLES, createTestClock, startBrokerStack, type TestClock } from './helpers/broker.js'
+import { ALL_ROLES, startBrokerStack } from './helpers/broker.js'
+import { createWatchedClock } from './helpers/clock.js'
 
 const PER_MINUTE = 3
 const MAX_QUEUE_SECONDS = 30
 const HUNTING_PER_MINUTE = 45
 const pki = await createTestPki()
 
-/** The fake clock, telling when the broker sets a timer: no tick before a request waits. */
-const base = createTestClock(Math.ceil(Date.now() / 1000) * 1000)
-const timers = new EventEmitter<{ set: [number], cleared: [] }>()
-const clock: TestClock = {
-  ...base,
-  setTimeout: (fn, ms) => {
-    const handle = base.setTimeout(fn, ms)
-    timers.emit('set', ms)
-    return handle
-  },
-  clearTimeout: (handle) => {
-    base.clearTimeout(handle)
-    timers.emit('cleared')
-  }
-}
-
-/** Resolves when `count` requests have started waiting `ms` on the clock. */
-function waitStarts (ms: number, count = 1): Promise<void> {
-  return new Promise((resolve) => {
-    let seen = 0
-    const listener = (set: number) => {
-      if (set !== ms || ++seen < count) return
-      timers.off('set', listener)
-      resolve()
-    }
-    timers.on('set', listener)
-  })
-}
+const { clock, timers, timersSet } = createWatchedClock()
 
 const stack = await startBrokerStack(t, {
   clock,
@@ -50,7 +24,9 @@ const stack = await startBrokerStack(t, {
 })
 const { defender } = stack.simulator
 
-async function get (path = '/api/alerts?$top=1'): Promise<number> {
+let reads = 0
+/** Each read its own (`$skip` differs): identical reads in flight at once would share one call and one unit of budget. */
+async function get (path = `/api/alerts?$top=1&$skip=${reads++}`): Promise<number> {
   const res = await request(`${stack.url}${path}`)
   await res.body.dump()
   return res.statusCode
@@ -102,11 +78,11 @@ t.test(`over ${PER_MINUTE} a minute: a request waits its turn in the queue, or i
   t.match(await budgetStatus(), { perMinuteLeft: 0, queued: 0 })
 
   await clock.tickAsync(40_000)
-  const waiting = waitStarts(20_000)
+  const waiting = timersSet(20_000)
   const fourth = get()
   await waiting
   t.equal(defender.requests.length - sent, 3, 'the fourth is held back')
-  const bothWaiting = waitStarts(20_000, 2)
+  const bothWaiting = timersSet(20_000, 2)
   const fifth = get()
   const sixth = get()
   await bothWaiting
@@ -140,7 +116,7 @@ t.test(`advanced hunting has its own budget of ${HUNTING_PER_MINUTE} a minute`, 
   t.equal(defender.requests.length - sent, 3 + HUNTING_PER_MINUTE, 'the query over budget never reaches the API')
 
   await clock.tickAsync(50_000)
-  const waiting = waitStarts(10_000)
+  const waiting = timersSet(10_000)
   const queued = hunt()
   await waiting
   t.match(await budgetStatus(), { queued: 1 })
@@ -156,7 +132,7 @@ t.test('an upstream 429 with Retry-After pauses the budget it was counted agains
   await throttled.body.dump()
   t.equal(throttled.statusCode, 429, 'the POST gets the API\'s 429')
 
-  const waiting = waitStarts(20_000)
+  const waiting = timersSet(20_000)
   const next = get()
   await waiting
   t.equal(defender.requests.length - sent, 1, 'the next request waits out the pause')
@@ -195,7 +171,7 @@ t.test('a queued request whose client goes away gives its slot back: the next on
   const client = new Agent()
   t.teardown(() => client.destroy())
   const abort = new AbortController()
-  const allWaiting = waitStarts(20_000, 3)
+  const allWaiting = timersSet(20_000, 3)
   const leaving = request(`${stack.url}/api/alerts?$top=1`, { signal: abort.signal, dispatcher: client })
   const queued = [get(), get()]
   await allWaiting
@@ -207,7 +183,7 @@ t.test('a queued request whose client goes away gives its slot back: the next on
   await cleared
   t.match(await budgetStatus(), { queued: 2 }, 'the one whose client left is out of the queue')
 
-  const waiting = waitStarts(20_000)
+  const waiting = timersSet(20_000)
   const next = get()
   await waiting
   t.match(await budgetStatus(), { queued: 3 }, 'a new request takes the slot given back, within maxQueueSeconds')

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto'
 import t from 'tap'
 import { request } from 'undici'
 import type { Config } from '../src/config/types.js'
 import { createTestPki } from '../src/simulator/index.js'
 import { startBrokerStack, type BrokerStack } from './helpers/broker.js'
-import { startUpstream } from './helpers/upstream.js'
+import { clientFor } from './helpers/profiles.js'
+import { abandonAtUpstream, startUpstream } from './helpers/upstream.js'
 
 const SCENARIO = { timeout: 30_000 }
 const KEY = 'request-log-client-key-0123456789'
@@ -13,7 +13,7 @@ const pki = await createTestPki()
 
 const withClient = (config: Config): Config => ({
   ...config,
-  clients: [{ name: 'soar', keySha256: createHash('sha256').update(KEY).digest('hex'), profiles: [], allow: [] }]
+  clients: [clientFor('soar', KEY)]
 })
 
 async function get (stack: BrokerStack, path: string, key?: string) {
@@ -81,14 +81,7 @@ t.test('one line per request, with the documented fields and no query values', S
 t.test('a request the client abandons still gets its one line', SCENARIO, async (t) => {
   const upstream = await startUpstream(t, () => {})
   const stack = await startBrokerStack(t, { simulator: { pki }, env: { BROKER_UPSTREAM: upstream.url } })
-  const controller = new AbortController()
-  const sent = request(`${stack.url}/api/alerts?$top=1`, { signal: controller.signal }).catch(() => 'aborted')
-  const { req } = await upstream.nextRequest()
-  req.on('error', () => {})
-  const upstreamClosed = new Promise((resolve) => req.once('close', resolve))
-  controller.abort()
-  t.equal(await sent, 'aborted')
-  await upstreamClosed
+  t.equal(await abandonAtUpstream(upstream, `${stack.url}/api/alerts?$top=1`), 'aborted')
 
   const lines = stack.logs.lines.filter((line) => line.msg === 'request' && line.path === '/api/alerts')
   t.equal(lines.length, 1, 'one line')

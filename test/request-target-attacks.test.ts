@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
-import { parseRawResponse, rawExchange, startUpstream, type RawResponse } from './helpers/upstream.js'
+import { rawExchange, parseRawResponses, type RawResponse } from './helpers/raw-socket.js'
+import { startUpstream } from './helpers/upstream.js'
 
 // Raw bytes over a socket: HTTP client libraries normalise the request target, and an attacker
 // does not use one. Every case must be answered by the broker itself and reach no upstream.
@@ -115,10 +116,11 @@ t.test('an attack after a good request on the same keep-alive connection', async
     `GET /api/alerts?first HTTP/1.1\r\nHost: ${brokerHost}\r\n\r\n` +
     `GET http://evil.example/api/alerts HTTP/1.1\r\nHost: ${brokerHost}\r\n\r\n` +
     `GET /api/alerts?third HTTP/1.1\r\nHost: ${brokerHost}\r\n\r\n`)
-  const answers = response.text.split(/(?=HTTP\/1\.1 \d{3} )/)
-  t.equal(answers.length, 2, 'two answers, then the connection was closed')
-  t.match(answers[0], /^HTTP\/1\.1 200 /)
-  assertRefused(t, parseRawResponse(answers[1] as string), NOT_ORIGIN_FORM)
+  const [first, second, ...more] = parseRawResponses(response.text)
+  t.equal(first?.status, 200)
+  t.ok(second, 'a second answer')
+  if (second !== undefined) assertRefused(t, second, NOT_ORIGIN_FORM)
+  t.same(more, [], 'two answers, then the connection was closed')
   t.same(upstream.requests.slice(before).map((r) => r.url), ['/api/alerts?first'], 'only the good request was forwarded')
   await assertStillServes(t, before + 1, 'pipelined')
 })

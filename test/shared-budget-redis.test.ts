@@ -6,7 +6,7 @@ import type { Config, RateLimitConfig } from '../src/config/types.js'
 import { createLogger } from '../src/observability/logger.js'
 import type { BudgetStore, RateBudget } from '../src/ratelimit/profile-budget.js'
 import { startSimulator, type Simulator } from '../src/simulator/index.js'
-import { ALL_ROLES, createLogSink, type LogSink } from './helpers/broker.js'
+import { ALL_ROLES, createLogSink, simulatorEnv, type LogSink } from './helpers/broker.js'
 import { requireRedis, startRedis } from './helpers/redis.js'
 import { readBody, startUpstream, type Upstream, type UpstreamHandler } from './helpers/upstream.js'
 
@@ -47,14 +47,7 @@ async function startBrokers (t: Teardown, count: number, options: BrokersOptions
   const { simulator } = options
   return Promise.all(Array.from({ length: count }, async () => {
     const loaded = loadConfig({
-      env: {
-        AZURE_TENANT_ID: simulator.tenantId,
-        AZURE_CLIENT_ID: simulator.clientId,
-        AZURE_CLIENT_SECRET: simulator.clientSecret,
-        AZURE_AUTHORITY_HOST: simulator.entra.url,
-        BROKER_UPSTREAM: options.upstream.url,
-        BROKER_REDIS_URL: options.redisUrl
-      }
+      env: { ...simulatorEnv(simulator), BROKER_UPSTREAM: options.upstream.url, BROKER_REDIS_URL: options.redisUrl }
     })
     const config: Config = Object.freeze({
       ...loaded,

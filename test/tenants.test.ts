@@ -6,7 +6,7 @@ import { loadConfig } from '../src/config/load.js'
 import { inlineSecret } from '../src/config/secret-files.js'
 import type { ProfileConfig } from '../src/config/types.js'
 import { createTestPki, type TokenRequestEvent } from '../src/simulator/index.js'
-import { ALL_ROLES, createTestClock, startBrokerStack } from './helpers/broker.js'
+import { ALL_ROLES, claimsOf, createTestClock, startBrokerStack } from './helpers/broker.js'
 import { readBody, startUpstream, type Upstream } from './helpers/upstream.js'
 
 const pki = await createTestPki()
@@ -74,11 +74,6 @@ const identity: Record<Name, { tenantId: string, clientId: string }> = {
 /** The claims a token of `name`'s app carries. */
 function expectedClaims (name: Name): { tid: string, appid: string } {
   return { tid: identity[name].tenantId, appid: identity[name].clientId }
-}
-
-function claimsOf (authorization: string | undefined): { tid: string, appid: string } {
-  const payload = (authorization ?? '').replace(/^Bearer /, '').split('.')[1] ?? ''
-  return JSON.parse(Buffer.from(payload, 'base64url').toString()) as { tid: string, appid: string }
 }
 
 async function get (path: string): Promise<{ status: number, body: { upstream?: string, url?: string } }> {

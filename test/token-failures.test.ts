@@ -1,27 +1,14 @@
 import t from 'tap'
 import { EventEmitter, once } from 'node:events'
-import { request } from 'undici'
 import { createTestPki, type EntraMode } from '../src/simulator/index.js'
 import type { TokenFailure } from '../src/tokens/token-error.js'
 import type { TokenHolder } from '../src/tokens/token-holder.js'
-import { createTestClock, startBrokerStack, type BrokerStack, holderOf, nextFailure } from './helpers/broker.js'
+import { createTestClock, startBrokerStack, startHangingTokenStack, holderOf, nextFailure, getJson } from './helpers/broker.js'
 
 const SKEW_MS = 60_000
 const pki = await createTestPki()
 /** A scenario that waits on an event that never comes fails here, not at the file's timeout. */
 const SCENARIO = { timeout: 20_000 }
-
-interface Reply {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  json: unknown
-}
-
-async function call (stack: BrokerStack, path: string): Promise<Reply> {
-  const res = await request(`${stack.url}${path}`)
-  const text = await res.body.text()
-  return { status: res.statusCode, headers: res.headers, json: text === '' ? undefined : JSON.parse(text) }
-}
 
 /** The failure of the token call under way or just done: it may have failed before we listened. */
 function retryAfterSeconds (retryAt: number, now: number): number {
@@ -67,7 +54,7 @@ t.test('a failed refresh serves the held token until expiry minus 60 s, then 503
   let [failure, retryAt] = await failed as [TokenFailure, number]
   t.equal(failure.code, 'AADSTS50000', 'the refresh failed with Entra ID\'s code')
   t.equal(retryAt, holder.status().retryAt, 'a retry is scheduled')
-  t.equal((await call(stack, '/api/alerts?$top=1')).status, 200, 'requests go on')
+  t.equal((await getJson(stack, '/api/alerts?$top=1')).status, 200, 'requests go on')
 
   let failures = 1
   while (retryAt <= cutoff) {
@@ -79,30 +66,30 @@ t.test('a failed refresh serves the held token until expiry minus 60 s, then 503
   t.ok(failures >= 8, `the retries went on failing until the held token was spent (${failures} failures)`)
 
   clock.tick(cutoff - 1 - clock.now())
-  t.equal((await call(stack, '/api/alerts?$top=1')).status, 200, 'served 1 ms before expiry minus 60 s')
-  t.equal((await call(stack, '/readyz')).status, 200, 'and ready')
+  t.equal((await getJson(stack, '/api/alerts?$top=1')).status, 200, 'served 1 ms before expiry minus 60 s')
+  t.equal((await getJson(stack, '/readyz')).status, 200, 'and ready')
   t.strictSame(new Set(defender.requests.map((r) => r.headers.authorization)), new Set([`Bearer ${firstToken}`]),
     'every request so far carried the held token')
 
   clock.tick(1)
   const forwarded = defender.requests.length
-  const refused = await call(stack, '/api/alerts?$top=1')
+  const refused = await getJson(stack, '/api/alerts?$top=1')
   const seconds = retryAfterSeconds(retryAt, clock.now())
   t.equal(refused.status, 503, '503 from expiry minus 60 s on')
   t.strictSame(refused.json, tokenUnavailable(seconds, refused.headers['x-request-id']), 'BrokerTokenUnavailable')
   t.equal(refused.headers['retry-after'], String(seconds), 'Retry-After says when the next attempt is due')
   t.equal(defender.requests.length, forwarded, 'the request never reached the API')
-  t.strictSame((await call(stack, '/readyz')).json, { status: 'not ready', reasons: { default: 'token expired: AADSTS50000' } })
+  t.strictSame((await getJson(stack, '/readyz')).json, { status: 'not ready', reasons: { default: 'token expired: AADSTS50000' } })
 
   entra.setMode('ok')
   const acquired = once(holder, 'acquired')
   clock.tick(retryAt - clock.now())
   const [token, refreshed] = await acquired
   t.equal(refreshed, true, 'the background retry got a token by itself')
-  const served = await call(stack, '/api/alerts?$top=1')
+  const served = await getJson(stack, '/api/alerts?$top=1')
   t.equal(served.status, 200, 'requests are served again')
   t.equal(defender.requests.at(-1)?.headers.authorization, `Bearer ${token.value}`, 'with the new token')
-  t.strictSame((await call(stack, '/readyz')).json, { status: 'ready' })
+  t.strictSame((await getJson(stack, '/readyz')).json, { status: 'ready' })
   t.equal(holder.status().lastError, undefined, 'the last error is cleared')
 })
 
@@ -134,22 +121,16 @@ t.test('a token endpoint that hangs', SCENARIO, async (t) => {
   for (const [label, timeoutSeconds] of [['default 10 s', undefined], ['refresh.timeoutSeconds 3', 3]] as const) {
     t.test(`fails the call after ${label} on the injected clock; requests waiting for the first token get 503`, async (t) => {
       const clock = createTestClock()
-      let tokenRequest: Promise<unknown> = Promise.resolve()
-      const stack = await startBrokerStack(t, {
+      const { stack, tokenRequested } = await startHangingTokenStack(t, {
         clock,
-        ready: false,
         simulator: { pki },
-        beforeStart: (simulator) => {
-          simulator.entra.setMode('hang')
-          tokenRequest = once(simulator.entra, 'token-request')
-        },
         ...(timeoutSeconds === undefined ? {} : { config: (config) => ({ ...config, refresh: { ...config.refresh, timeoutSeconds } }) })
       })
       const holder = holderOf(stack)
       const started = clock.now()
-      await tokenRequest
+      await tokenRequested
       const waiting = countWaiting(holder, 20)
-      const replies = Promise.all(Array.from({ length: 20 }, () => call(stack, '/api/alerts')))
+      const replies = Promise.all(Array.from({ length: 20 }, () => getJson(stack, '/api/alerts')))
       await waiting
 
       const failed = once(holder, 'failed')
@@ -166,7 +147,7 @@ t.test('a token endpoint that hangs', SCENARIO, async (t) => {
       }
       t.equal(stack.simulator.entra.tokenRequests, 1, 'the 20 waiting requests shared the one token request')
       t.equal(stack.simulator.defender.requests.length, 0, 'nothing reached the API')
-      t.strictSame((await call(stack, '/readyz')).json, { status: 'not ready', reasons: { default: 'no token yet: BrokerTokenTimeout' } })
+      t.strictSame((await getJson(stack, '/readyz')).json, { status: 'not ready', reasons: { default: 'no token yet: BrokerTokenTimeout' } })
     })
   }
 })
@@ -189,16 +170,16 @@ t.test('each bad answer of the token endpoint is a failure, and no request goes 
       const holder = holderOf(stack)
       const [failure, retryAt] = await nextFailure(holder)
       t.equal(failure.code, code)
-      const readyz = await call(stack, '/readyz')
+      const readyz = await getJson(stack, '/readyz')
       t.same([readyz.status, readyz.json], [503, { status: 'not ready', reasons: { default: `no token yet: ${code}` } }])
-      const reply = await call(stack, '/api/alerts')
+      const reply = await getJson(stack, '/api/alerts')
       const seconds = retryAfterSeconds(retryAt, clock.now())
       t.same([reply.status, reply.headers['retry-after'], reply.json], [503, String(seconds), tokenUnavailable(seconds, reply.headers['x-request-id'])])
 
       const failed = once(holder, 'failed')
       clock.tick(retryAt - clock.now())
       t.equal((await failed)[0].code, code, 'the retry fails alike')
-      t.equal((await call(stack, '/api/alerts')).status, 503)
+      t.equal((await getJson(stack, '/api/alerts')).status, 503)
       t.equal(holder.status().state, 'none')
       t.equal(stack.simulator.defender.requests.length, 0, 'the API never received a request')
     })
@@ -215,8 +196,8 @@ t.test('each bad answer of the token endpoint is a failure, and no request goes 
       const failed = once(holder, 'failed')
       clock.tick(refreshAt - clock.now())
       t.equal((await failed)[0].code, code)
-      t.equal((await call(stack, '/api/alerts?$top=1')).status, 200)
-      t.equal((await call(stack, '/readyz')).status, 200, 'still ready: the held token is valid')
+      t.equal((await getJson(stack, '/api/alerts?$top=1')).status, 200)
+      t.equal((await getJson(stack, '/readyz')).status, 200, 'still ready: the held token is valid')
       t.equal(holder.status().state, 'valid')
       t.strictSame(defender.requests.map((r) => r.headers.authorization), [`Bearer ${held}`], 'the API only saw the held token')
       t.equal(entra.issuedTokens.length, ['notJwt', 'expired'].includes(mode) ? 2 : 1, 'whatever the endpoint handed out was dropped')
@@ -237,7 +218,7 @@ t.test('a wrong secret fails with AADSTS7000215, shown in /status and logged wit
   t.equal(failure.code, 'AADSTS7000215')
   t.match(failure.message, /AADSTS7000215: Invalid client secret provided/)
 
-  const status = await call(stack, '/status')
+  const status = await getJson(stack, '/status')
   const profile = (status.json as { profiles: Array<Record<string, unknown>> }).profiles[0]
   t.strictSame(profile?.lastError, { code: 'AADSTS7000215', message: failure.message, at: new Date(failure.at).toISOString() })
   t.equal(profile?.nextAttemptAt, new Date(retryAt).toISOString())
@@ -255,7 +236,7 @@ t.test('a wrong secret fails with AADSTS7000215, shown in /status and logged wit
     retryAt: new Date(retryAt).toISOString(),
     msg: 'token request failed'
   })
-  const readyz = await call(stack, '/readyz')
+  const readyz = await getJson(stack, '/readyz')
   t.same([readyz.status, readyz.json], [503, { status: 'not ready', reasons: { default: 'no token yet: AADSTS7000215' } }])
   t.equal(stack.simulator.defender.requests.length, 0)
 })

@@ -3,10 +3,10 @@ import type { ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { request } from 'undici'
-import type { ProfileConfig } from '../src/config/types.js'
 import { REPLAYABLE_BODY_LIMIT } from '../src/proxy/request-body.js'
 import { createTestPki } from '../src/simulator/index.js'
 import { ALL_ROLES, createTestClock, startBrokerStack } from './helpers/broker.js'
+import { withProfiles } from './helpers/profiles.js'
 import { readBody, startUpstream } from './helpers/upstream.js'
 
 /** A scenario that waits on an event that never comes fails here, not at the file's timeout. */
@@ -43,14 +43,10 @@ const custom = await startUpstream(t, (req, res, recorded) => {
 const stack = await startBrokerStack(t, {
   clock,
   simulator: { pki, roles: ALL_ROLES },
-  config: (c) => {
-    const first = c.profiles[0] as ProfileConfig
-    return {
-      ...c,
-      refresh: { ...c.refresh, after401Seconds: AFTER_401_SECONDS },
-      profiles: [first, { ...first, name: 'custom', basePath: '/custom', upstream: custom.url }]
-    }
-  }
+  config: (c) => ({
+    ...withProfiles(c, [{ name: 'custom', basePath: '/custom', upstream: custom.url }]),
+    refresh: { ...c.refresh, after401Seconds: AFTER_401_SECONDS }
+  })
 })
 const { entra, defender } = stack.simulator
 const [main, other] = stack.app.profiles

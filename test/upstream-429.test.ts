@@ -1,9 +1,10 @@
-import { EventEmitter, once } from 'node:events'
+import { once } from 'node:events'
 import t from 'tap'
 import { Agent, request, type Dispatcher } from 'undici'
 import type { ProfileConfig } from '../src/config/types.js'
 import { createTestPki } from '../src/simulator/index.js'
-import { ALL_ROLES, createTestClock, startBrokerStack, type TestClock } from './helpers/broker.js'
+import { ALL_ROLES, startBrokerStack } from './helpers/broker.js'
+import { createWatchedClock } from './helpers/clock.js'
 import { readBody, startUpstream } from './helpers/upstream.js'
 
 const MAX_WAIT_SECONDS = 30
@@ -13,33 +14,7 @@ const MAX_PAUSE_SECONDS = 120
 const MAX_QUEUE_SECONDS = 30
 const pki = await createTestPki()
 
-/** The fake clock, telling when the broker sets or clears a timer: no tick before the broker waits. */
-const base = createTestClock(Math.ceil(Date.now() / 1000) * 1000)
-const timers = new EventEmitter<{ set: [number], cleared: [] }>()
-const clock: TestClock = {
-  ...base,
-  setTimeout: (fn, ms) => {
-    const handle = base.setTimeout(fn, ms)
-    timers.emit('set', ms)
-    return handle
-  },
-  clearTimeout: (handle) => {
-    base.clearTimeout(handle)
-    timers.emit('cleared')
-  }
-}
-
-/** Resolves when the broker starts waiting `ms` on the clock. */
-function waitStarts (ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const listener = (set: number) => {
-      if (set !== ms) return
-      timers.off('set', listener)
-      resolve()
-    }
-    timers.on('set', listener)
-  })
-}
+const { clock, timers, timersSet } = createWatchedClock()
 
 /** 429s still to answer on a path of the custom upstream before it answers 200. */
 const throttled = new Map<string, number>()
@@ -89,7 +64,7 @@ t.afterEach(async () => {
 t.test('a GET waits out Retry-After seconds on the clock, then is retried', async (t) => {
   const sent = defender.requests.length
   defender.forceNext(429, { headers: { 'retry-after': '7' } })
-  const waiting = waitStarts(7_000)
+  const waiting = timersSet(7_000)
   const pending = request(`${stack.url}/api/alerts?$top=1`)
   await waiting
   t.equal(defender.requests.length - sent, 1, 'one request so far')
@@ -109,7 +84,7 @@ t.test('a GET waits out Retry-After seconds on the clock, then is retried', asyn
 t.test('a HEAD is retried too', async (t) => {
   const sent = custom.requests.length
   throttled.set('/api/machines/head/429-then-200', 1)
-  const waiting = waitStarts(2_000)
+  const waiting = timersSet(2_000)
   const pending = request(`${stack.url}/custom/api/machines/head/429-then-200`, { method: 'HEAD' })
   await waiting
   await clock.tickAsync(2_000)
@@ -124,7 +99,7 @@ t.test(`at most retry.maxAttempts (${MAX_ATTEMPTS}) attempts, then the last 429 
   for (let i = 0; i < MAX_ATTEMPTS; i++) defender.forceNext(429, { headers: { 'retry-after': '3' } })
   const pending = request(`${stack.url}/api/alerts`)
   for (let i = 1; i < MAX_ATTEMPTS; i++) {
-    await waitStarts(3_000)
+    await timersSet(3_000)
     t.equal(defender.requests.length - sent, i, `attempt ${i} answered 429`)
     await clock.tickAsync(3_000)
   }
@@ -139,7 +114,7 @@ t.test('an HTTP-date Retry-After is waited out too', async (t) => {
   const sent = defender.requests.length
   const date = new Date(clock.now() + 12_000).toUTCString()
   defender.forceNext(429, { headers: { 'retry-after': date } })
-  const waiting = waitStarts(12_000)
+  const waiting = timersSet(12_000)
   const pending = request(`${stack.url}/api/alerts`)
   await waiting
   await clock.tickAsync(11_999)
@@ -181,7 +156,7 @@ t.test('a 429 without a Retry-After the broker can read is passed back at once',
 t.test('a fractional Retry-After is rounded up, not read as a date', async (t) => {
   const sent = defender.requests.length
   defender.forceNext(429, { headers: { 'retry-after': '1.5' } })
-  const waiting = waitStarts(2_000)
+  const waiting = timersSet(2_000)
   const pending = request(`${stack.url}/api/alerts`)
   await waiting
   t.equal(defender.requests.length - sent, 1)
@@ -240,7 +215,7 @@ t.test('no retry of a non-idempotent request on any error', async (t) => {
 t.test('a client that goes away while the broker waits out a Retry-After: nothing is sent again', async (t) => {
   const sent = defender.requests.length
   defender.forceNext(429, { headers: { 'retry-after': '9' } })
-  const waiting = waitStarts(9_000)
+  const waiting = timersSet(9_000)
   const abort = new AbortController()
   // A client of its own, closed at the end: no connection it opened is left for the broker to drain.
   const client = new Agent()

@@ -2,9 +2,10 @@ import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import type { ProfileConfig } from '../src/config/types.js'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
-import { closedPort, rawExchange, readBody, startUpstream } from './helpers/upstream.js'
+import { withProfiles } from './helpers/profiles.js'
+import { rawExchange } from './helpers/raw-socket.js'
+import { closedPort, readBody, startUpstream } from './helpers/upstream.js'
 
 const PART = Buffer.alloc(4096, 'a')
 
@@ -36,14 +37,10 @@ const downOrigin = `http://127.0.0.1:${downPort}`
 const stack = await startBrokerStack(t, {
   simulator: { roles: ALL_ROLES },
   env: { BROKER_UPSTREAM: upstream.url },
-  config: (c) => {
-    const first = c.profiles[0] as ProfileConfig
-    return {
-      ...c,
-      upstreamTimeouts: { connectSeconds: 1, responseSeconds: 0.3 },
-      profiles: [first, { ...first, name: 'down', basePath: '/down', upstream: downOrigin }]
-    }
-  }
+  config: (c) => ({
+    ...withProfiles(c, [{ name: 'down', basePath: '/down', upstream: downOrigin }]),
+    upstreamTimeouts: { connectSeconds: 1, responseSeconds: 0.3 }
+  })
 })
 
 async function assertStillServing (t: Test): Promise<void> {
@@ -103,7 +100,7 @@ t.test('upstream silent past responseSeconds: 504 BrokerUpstreamTimeout, and the
     }
   })
   await closed(upstreamRes)
-  t.pass('the upstream saw its request closed')
+  t.notOk(upstreamRes.writableFinished, 'the upstream saw its request closed before it had answered')
   await assertStillServing(t)
 })
 
@@ -158,6 +155,6 @@ t.test('upstream stalls mid-body past responseSeconds: the client sees the respo
   await t.rejects(res.body.arrayBuffer(), 'the body never completes')
   const { res: upstreamRes } = await arrived
   await closed(upstreamRes)
-  t.pass('the upstream saw its request closed')
+  t.notOk(upstreamRes.writableFinished, 'the upstream saw its request closed before its body was all sent')
   await assertStillServing(t)
 })

@@ -13,6 +13,8 @@ export interface BrokerEnvironment {
   readonly host?: string
   readonly port?: number
   readonly logLevel?: LogLevel
+  /** Absolute path of BROKER_TOKEN_KEY_FILE. */
+  readonly tokenKeyFile?: string
   /** Absolute path of BROKER_CA_FILE. */
   readonly caFile?: string
   /** Absolute path of BROKER_STATE_DIR. */
@@ -95,6 +97,8 @@ export function readBrokerEnvironment (env: Environment, cwd: string): BrokerEnv
     assertMatchesSchema(LogLevelSchema, logLevel, () => 'BROKER_LOG_LEVEL')
     result.logLevel = logLevel
   }
+  const tokenKeyFile = envValue(env, 'BROKER_TOKEN_KEY_FILE')
+  if (tokenKeyFile !== undefined) result.tokenKeyFile = resolve(cwd, tokenKeyFile)
   const caFile = envValue(env, 'BROKER_CA_FILE')
   if (caFile !== undefined) result.caFile = resolve(cwd, caFile)
   const stateDir = envValue(env, 'BROKER_STATE_DIR')

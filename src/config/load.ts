@@ -18,6 +18,7 @@ import {
   ConfigFileSchema,
   DEFAULT_HOST,
   DEFAULT_LOG_LEVEL,
+  DEFAULT_READS,
   DEFAULT_PORT,
   DEFAULT_REFRESH,
   DEFAULT_RETRY,
@@ -25,7 +26,7 @@ import {
   ProfileSchema,
   type ConfigFile
 } from './schema.js'
-import { readCaFile, readPrivateKeyFile } from './secret-files.js'
+import { readCaFile, readPrivateKeyFile, readSigningKeyFile } from './secret-files.js'
 import { defaultStateDir } from './state-dir.js'
 import type { Config, EgressProxyConfig } from './types.js'
 import { assertMatchesSchema, dottedPath } from './validate.js'
@@ -90,7 +91,12 @@ export function loadConfig (options: LoadConfigOptions): Config {
     clients,
     rateLimit: resolveRateLimit(settings.rateLimit, broker, fileDir),
     logLevel: broker.logLevel ?? settings.logLevel ?? DEFAULT_LOG_LEVEL,
+    reads: {
+      collapse: settings.reads?.collapse ?? DEFAULT_READS.collapse,
+      cacheMaxBytes: (settings.reads?.cacheMaxMiB ?? DEFAULT_READS.cacheMaxMiB) * 1024 * 1024
+    },
     audit: settings.audit?.file === undefined ? {} : { file: checkAuditFile(resolve(fileDir, settings.audit.file)) },
+    brokerTokens: resolveBrokerTokens(broker.tokenKeyFile, settings.brokerTokens?.signingKeyFile, fileDir),
     ...(extraCaPem === undefined ? {} : { extraCaPem }),
     allowUnauthenticated: broker.allowUnauthenticated ?? settings.allowUnauthenticated ?? false,
     egressProxy: resolveEgressProxy(settings.egressProxy, broker.egressProxy, fileDir),
@@ -122,6 +128,16 @@ function resolveEgressProxy (settings: ConfigFile['egressProxy'], enabledByEnv: 
     readPrivateKeyFile(ca.keyFile, 'egressProxy.caKeyFile')
   }
   return { enabled: enabledByEnv ?? settings?.enabled ?? false, tunnelAllow, ...(ca === undefined ? {} : { ca }) }
+}
+
+/** The signing key file, checked now (read once, when the first broker token is made or checked). */
+function resolveBrokerTokens (fromEnv: string | undefined, fromFile: string | undefined, fileDir: string): Config['brokerTokens'] {
+  const key = fromEnv === undefined
+    ? fromFile === undefined ? undefined : { file: resolve(fileDir, fromFile), path: 'brokerTokens.signingKeyFile' }
+    : { file: fromEnv, path: 'BROKER_TOKEN_KEY_FILE' }
+  if (key === undefined) return {}
+  readSigningKeyFile(key.file, key.path)
+  return { signingKeyFile: key.file }
 }
 
 /** The broker creates the audit file when it starts: here, what can be told without creating it. */

@@ -2,7 +2,7 @@ import { resolve } from 'node:path'
 import { BrokerConfigInvalid } from '../common/errors.js'
 import { CLOUD_PRESETS, DEFAULT_CLOUD, isPresetAuthorityHost } from './clouds.js'
 import { parseOrigin } from './origin.js'
-import { checkRules } from './rules.js'
+import { checkRule, checkRules } from './rules.js'
 import { RESERVED_PATHS } from '../common/paths.js'
 import { DEFAULT_RATE_LIMIT, type CredentialFile, type ProfileFile } from './schema.js'
 import { checkCertificateFile, checkTokenFile, fileSecret, inlineSecret } from './secret-files.js'
@@ -59,7 +59,8 @@ function resolveProfile ({ profile, at, baseDir }: ProfileSource, authorityOverr
       : parseOrigin(profile.upstream, at(['upstream']), { allowLoopbackHttp: true }),
     scope: profile.scope ?? preset.scope,
     allow: checkRules(profile.allow ?? [], at(['allow'])),
-    rateLimit: { ...DEFAULT_RATE_LIMIT, ...profile.rateLimit }
+    rateLimit: { ...DEFAULT_RATE_LIMIT, ...profile.rateLimit },
+    cache: (profile.cache ?? []).map((rule, index) => ({ allow: checkRule(rule.allow, at(['cache', String(index), 'allow'])), ttlSeconds: rule.ttlSeconds }))
   }
 }
 

@@ -16,6 +16,7 @@ export const DEFAULT_RETRY = Object.freeze({ maxWaitSeconds: 30, maxAttempts: 3,
 export const DEFAULT_UPSTREAM_TIMEOUTS = Object.freeze({ connectSeconds: 10, responseSeconds: 60 })
 /** The Defender for Endpoint API's documented limits per app. */
 export const DEFAULT_RATE_LIMIT = Object.freeze({ perMinute: 100, perHour: 1500, maxQueueSeconds: 30 })
+export const DEFAULT_READS = Object.freeze({ collapse: true, cacheMaxMiB: 32 })
 export const DEFAULT_EXPECTED_REPLICAS = 1
 export const DEFAULT_REDIS_STORE = Object.freeze({ keyPrefix: 'defender-broker:', timeoutMs: 50 })
 
@@ -161,6 +162,27 @@ const RateLimitSettings = Type.Object({
   }))
 }, { ...strict, description: 'Budgets across several brokers; each profile\'s limits are set in its own rateLimit.' })
 
+const CacheRule = Type.Object({
+  allow: Type.String({
+    pattern: '^(?:GET|HEAD) /',
+    description: 'The reads the rule covers, "GET /path" with the rules\' path patterns, e.g. "GET /api/machines/**".'
+  }),
+  ttlSeconds: Type.Integer({ minimum: 1, maximum: 3600, description: 'How long an answer is kept, in seconds; the answer says its age in an Age header.' })
+}, { ...strict, description: 'A cache rule: which reads, and for how long.' })
+
+const ReadSettings = Type.Object({
+  collapse: Type.Optional(Type.Boolean({
+    default: DEFAULT_READS.collapse,
+    description: 'Identical GET and HEAD requests of a profile that are in flight at once share one call to the API (same path and query, and the same headers that change the answer); each client is authorized on its own and gets the answer it would have got alone.'
+  })),
+  cacheMaxMiB: Type.Optional(Type.Integer({
+    minimum: 1,
+    maximum: 4096,
+    default: DEFAULT_READS.cacheMaxMiB,
+    description: 'Memory the answers kept by the profiles\' cache rules may take, in MiB, all profiles together; the least recently used go first.'
+  }))
+}, { ...strict, description: 'Reads that cost no call: collapsing and the cache.' })
+
 export const ProfileSchema = Type.Object({
   name: Type.String({ pattern: NAME_PATTERN, maxLength: 63, description: 'Name of the profile, used in logs, metrics, /status and clients[].profiles.' }),
   basePath: Type.String({
@@ -185,7 +207,10 @@ export const ProfileSchema = Type.Object({
   })),
   scope: Type.Optional(Type.String({ pattern: SCOPE_PATTERN, description: 'Scope of the tokens; defaults to the cloud\'s.' })),
   allow: Type.Optional(rules('Profile-wide rules every request must match, e.g. ["GET /api/**"] for read-only; empty allows every request.')),
-  rateLimit: Type.Optional(RateLimit)
+  rateLimit: Type.Optional(RateLimit),
+  cache: Type.Optional(Type.Array(CacheRule, {
+    description: 'Reads answered from memory for a while: the first rule whose allow matches a GET or HEAD gives the answer\'s lifetime. Only 200 answers are kept, never for a request with Cache-Control: no-cache, and a kept answer costs no budget. Absent: nothing is cached.'
+  }))
 }, { ...strict, description: 'One app registration in one tenant, served under basePath.' })
 
 export const ClientSchema = Type.Object({
@@ -247,12 +272,18 @@ export const ConfigFileSchema = Type.Object({
     description: 'Keys the broker accepts. Absent or empty: any local process may use the broker, which then listens only on loopback unless allowUnauthenticated is true.'
   })),
   rateLimit: Type.Optional(RateLimitSettings),
+  reads: Type.Optional(ReadSettings),
   logLevel: Type.Optional(LogLevelSchema),
   audit: Type.Optional(Type.Object({
     file: Type.Optional(filePath(
       'File the audit events are appended to: one JSON line per request that changes state (every method but GET and HEAD), refused ones included, each fsync\'d as its request ends; created with mode 0600. Absent: audit events are lines of the main log on stdout (msg "audit").'
     ))
   }, { ...strict, description: 'Audit trail of the requests that change state.' })),
+  brokerTokens: Type.Optional(Type.Object({
+    signingKeyFile: Type.Optional(filePath(
+      'File holding the key that signs broker tokens (at least 32 bytes, mode 0600): replicas that share it accept each other\'s tokens. BROKER_TOKEN_KEY_FILE overrides it. Absent: 32 random bytes made once in the state directory (broker-token.key).'
+    ))
+  }, { ...strict, description: 'Broker tokens: what the token endpoint and the managed-identity endpoint hand out, valid only at this broker.' })),
   caFile: Type.Optional(filePath('PEM file of extra CA certificates trusted for outbound TLS (e.g. a TLS-inspecting proxy). BROKER_CA_FILE overrides it.')),
   stateDir: Type.Optional(filePath('Directory where the broker keeps what it makes once and must find again after a restart: the egress proxy\'s CA and the key that signs broker tokens (mode 0700, files 0600). BROKER_STATE_DIR overrides it. Default: $XDG_STATE_HOME/defender-token-broker, else ~/.local/state/defender-token-broker.')),
   egressProxy: Type.Optional(Type.Object({

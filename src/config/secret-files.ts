@@ -128,3 +128,18 @@ export function readPrivateKeyFile (file: string, path: string): string {
   }
   return pem
 }
+
+/** Shortest signing key accepted: HS256's own key length. */
+export const MIN_SIGNING_KEY_BYTES = 32
+
+/**
+ * The key that signs broker tokens, as its file holds it (trailing line breaks dropped, so
+ * `openssl rand -base64 48 > file` works): private, and at least 32 bytes.
+ */
+export function readSigningKeyFile (file: string, path: string): Buffer {
+  const key = Buffer.from(readChecked(file, path, { private: true }).replace(/[\r\n]+$/, ''), 'utf8')
+  if (key.length < MIN_SIGNING_KEY_BYTES) {
+    throw new BrokerConfigInvalid(path, `the file ${file} holds fewer than ${MIN_SIGNING_KEY_BYTES} bytes: write a longer key, e.g. openssl rand -base64 48 > ${file}`)
+  }
+  return key
+}

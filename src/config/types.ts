@@ -55,6 +55,17 @@ export interface SharedRateLimitConfig {
   readonly windows?: { readonly minuteMs: number, readonly hourMs: number }
 }
 
+export interface CacheRuleConfig {
+  /** `"GET /path-pattern"`. */
+  readonly allow: string
+  readonly ttlSeconds: number
+}
+
+export interface ReadsConfig {
+  readonly collapse: boolean
+  readonly cacheMaxBytes: number
+}
+
 export interface ProfileConfig {
   readonly name: string
   /** Always starts and, unless it is `/`, does not end with `/`. */
@@ -73,6 +84,8 @@ export interface ProfileConfig {
   /** Profile-wide rules, `"METHOD /path"`; empty means everything is allowed. */
   readonly allow: readonly string[]
   readonly rateLimit: RateLimitConfig
+  /** Reads kept in memory for a while, by the first rule that matches. */
+  readonly cache: readonly CacheRuleConfig[]
 }
 
 export interface ClientConfig {
@@ -129,10 +142,15 @@ export interface Config {
     /** Absolute path of the audit file; absent: audit events go to the main log. */
     readonly file?: string
   }
+  readonly brokerTokens: {
+    /** Absolute path of the signing key file; absent: the state directory's `broker-token.key`. */
+    readonly signingKeyFile?: string
+  }
   /** PEM text of extra CAs trusted for outbound TLS (BROKER_CA_FILE). */
   readonly extraCaPem?: string
   readonly allowUnauthenticated: boolean
   readonly egressProxy: EgressProxyConfig
+  readonly reads: ReadsConfig
   /** Where what the broker makes once is kept (see `state-dir.ts`); absolute. */
   readonly stateDir: string
   /** Where the config came from, for the start-up log: a file name or `environment`. */

@@ -54,18 +54,19 @@ function portOf (url: URL): number {
 }
 
 /**
- * Which profile a request inside a tunnel goes to, its path unchanged: the one whose upstream
- * is the tunnel's host, else the only profile; with several, the usual basePath routing. What
- * comes through a sign-in host's tunnel is never the API's.
+ * Which profile a request inside a tunnel goes to, its path unchanged: a broker token's profile,
+ * else the one whose upstream is the tunnel's host, else the only profile; with several, the
+ * usual basePath routing. What comes through a sign-in host's tunnel is never the API's.
  */
-export function createTunnelRouter (profiles: readonly Profile[], route: (target: string) => ProfileMatch | undefined) {
+export function createTunnelRouter (profiles: readonly Profile[], route: (target: string, pinned?: string) => ProfileMatch | undefined) {
   const byUpstream = new Map(profiles.map((profile) => {
     const upstream = new URL(profile.config.upstream)
     return [hostKey(upstream.hostname, portOf(upstream)), profile]
   }))
   const only = profiles.length === 1 ? profiles[0] : undefined
-  return function routeTunnelled (tunnel: Tunnel, target: string): ProfileMatch | undefined {
+  return function routeTunnelled (tunnel: Tunnel, target: string, pinned?: string): ProfileMatch | undefined {
     if (tunnel.kind !== 'api') return undefined
+    if (pinned !== undefined) return route(target, pinned)
     const profile = byUpstream.get(hostKey(tunnel.host, tunnel.port)) ?? only
     return profile === undefined ? route(target) : { profile, upstreamTarget: target }
   }

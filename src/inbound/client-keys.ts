@@ -6,6 +6,8 @@ export interface Client {
   readonly name: string
   readonly profiles: ReadonlySet<string> | undefined
   readonly allows: RuleSet
+  /** The profile a broker token pins: its requests go there whatever their path. */
+  readonly profile?: string
 }
 
 interface Entry {
@@ -18,6 +20,11 @@ interface Entry {
  * and the broker never holds a key itself, only its digest.
  */
 export function createKeyVerifier (clients: readonly ClientConfig[]) {
+  return createClientRegistry(clients).verify
+}
+
+/** The configured clients: found by the key they present, or by name (a broker token's). */
+export function createClientRegistry (clients: readonly ClientConfig[]) {
   const entries: Entry[] = clients.map((client) => ({
     digest: Buffer.from(client.keySha256.toLowerCase(), 'hex'),
     client: {
@@ -26,14 +33,20 @@ export function createKeyVerifier (clients: readonly ClientConfig[]) {
       allows: compileRules(client.allow)
     }
   }))
-  return function verify (key: string | undefined): Client | undefined {
-    if (key === undefined || key === '') return undefined
-    const digest = createHash('sha256').update(key).digest()
-    let found: Client | undefined
-    for (const entry of entries) {
-      if (timingSafeEqual(entry.digest, digest)) found = entry.client
+  const byName = new Map(entries.map((entry) => [entry.client.name, entry.client]))
+  return {
+    verify (key: string | undefined): Client | undefined {
+      if (key === undefined || key === '') return undefined
+      const digest = createHash('sha256').update(key).digest()
+      let found: Client | undefined
+      for (const entry of entries) {
+        if (timingSafeEqual(entry.digest, digest)) found = entry.client
+      }
+      return found
+    },
+    named (name: string): Client | undefined {
+      return byName.get(name)
     }
-    return found
   }
 }
 

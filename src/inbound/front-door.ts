@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { BrokerBadRequest, BrokerBadRequestTarget, type BrokerHttpError } from '../common/errors.js'
-import { pathOf, RESERVED_PATHS } from '../common/paths.js'
+import { isOwnPath, pathOf } from '../common/paths.js'
 import type { EgressProxy } from './egress-proxy.js'
 import { trackConnections, type Connections } from './connections.js'
 import { applyConnectionLimits, serverOptions, type ServerLimits } from './limits.js'
@@ -26,7 +26,6 @@ export interface FrontDoorOptions {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
-const OWN_PATHS: ReadonlySet<string> = new Set(RESERVED_PATHS)
 
 /** A caller's own request id is kept when it is harmless to log, so traces line up. */
 export function requestId (req: IncomingMessage): string {
@@ -60,7 +59,7 @@ export class FrontDoor {
       const refusal = preRoutingRefusal(req)
       if (refusal !== undefined) {
         this.#refuse(refusal, req, res, done)
-      } else if (OWN_PATHS.has(pathOf(req.url as string))) {
+      } else if (isOwnPath(pathOf(req.url as string))) {
         res.once('close', done)
         ownEndpoints(req, res)
       } else {

@@ -1,25 +1,39 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance } from 'fastify'
+import { isBrokerTokenShaped, type BrokerTokens } from '../broker-tokens/broker-token.js'
 import type { Config } from '../config/types.js'
 import { BrokerForbidden, BrokerMisdirected, BrokerUnauthenticated } from '../common/errors.js'
-import { OPEN_PATHS } from '../common/paths.js'
+import { isSignInRoute, OPEN_PATHS } from '../common/paths.js'
 import type { Profile } from '../runtime/profiles.js'
 import { fromBrowserPage, createHostCheck } from './browser-defences.js'
-import { createKeyVerifier, presentedKey, type Client } from './client-keys.js'
+import { createClientRegistry, presentedKey, type Client } from './client-keys.js'
 import { markAuthenticated } from './connections.js'
 import { tunnelOf } from './egress-proxy.js'
 import { compileRules } from './rules.js'
 
+const ALLOW_ALL = compileRules([])
+
 /**
  * Who may use the broker, checked before anything reaches msal-node or the API: the Host
- * header (DNS rebinding), browser pages (CSRF), then the client key. Throws the refusal;
- * returns the client whose key was presented (none when the broker requires no keys, or for a
- * probe's open path).
+ * header (DNS rebinding), browser pages (CSRF), then the client key or broker token. Throws
+ * the refusal; returns the client whose key or token was presented (none when the broker
+ * requires no keys and none came, or for a probe's open path).
  */
-export function createInboundGate (config: Config) {
+export function createInboundGate (config: Config, brokerTokens: BrokerTokens) {
   const hostAllowed = createHostCheck(config.listen.host, config.listen.allowedHosts)
-  const verify = createKeyVerifier(config.clients)
+  const clients = createClientRegistry(config.clients)
+  const verify = clients.verify
   const keysRequired = config.clients.length > 0
+
+  /** The client a broker token names, pinned to the token's profile; a token that does not verify is refused. */
+  function tokenClient (token: string): Client {
+    const verified = brokerTokens.verify(token)
+    if (!verified.ok) throw new BrokerUnauthenticated()
+    const { sub, broker_profile: profile } = verified.claims
+    const client = keysRequired ? clients.named(sub) : { name: sub, profiles: undefined, allows: ALLOW_ALL }
+    if (client === undefined) throw new BrokerUnauthenticated()
+    return { ...client, profile }
+  }
 
   return function admit (req: IncomingMessage, openPath: boolean): Client | undefined {
     const tunnel = tunnelOf(req.socket)
@@ -27,16 +41,24 @@ export function createInboundGate (config: Config) {
     if (badHost !== undefined) throw new BrokerMisdirected(JSON.stringify(badHost))
     const browser = fromBrowserPage(req)
     if (browser !== undefined) throw new BrokerForbidden(browser)
-    if (!keysRequired) return undefined
+    const key = presentedKey(req.headers)
     if (openPath) {
       // A probe needs no key; one that sends a valid key still gets its connection counted as a client's.
-      const key = presentedKey(req.headers)
-      if (key !== undefined && verify(key) !== undefined) markAuthenticated(req.socket)
+      if (keysRequired && key !== undefined && verify(key) !== undefined) markAuthenticated(req.socket)
       return undefined
     }
-    const key = presentedKey(req.headers)
+    if (key !== undefined && isBrokerTokenShaped(key)) {
+      const client = tokenClient(key)
+      markAuthenticated(req.socket)
+      return client
+    }
     // Inside an intercepted CONNECT, the key of its Proxy-Authorization stands for a request that carries none.
-    const client = key === undefined ? tunnel?.client : verify(key)
+    if (key === undefined && tunnel?.client !== undefined) {
+      markAuthenticated(req.socket)
+      return tunnel.client
+    }
+    if (!keysRequired) return undefined
+    const client = verify(key)
     if (client === undefined) throw new BrokerUnauthenticated()
     markAuthenticated(req.socket)
     return client
@@ -67,7 +89,9 @@ export function registerInbound (app: FastifyInstance, admit: ReturnType<typeof 
   // A callback hook: no promise per request for checks that never wait.
   app.addHook('onRequest', (request, _reply, done) => {
     try {
-      const client = admit(request.raw, OPEN_PATHS.has(request.routeOptions.url ?? ''))
+      // The sign-in endpoints take their client's key in the request itself.
+      const route = request.routeOptions.url ?? ''
+      const client = admit(request.raw, OPEN_PATHS.has(route) || isSignInRoute(route))
       if (client !== undefined) {
         request.caller = client
         request.broker.client = client.name

@@ -25,6 +25,8 @@ export interface BrokerMetrics {
   /** No response from the API: `code` is the broker's (BrokerUpstreamUnreachable, BrokerUpstreamTimeout). */
   upstreamFailed: (profile: string, code: string) => void
   inboundRejected: (reason: string) => void
+  /** A read answered with no call of its own: `reason` is collapsed or cached. */
+  callSaved: (profile: string, reason: 'collapsed' | 'cached') => void
 }
 
 /**
@@ -59,7 +61,9 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
   const upstreamFailures = new Tally('counter', 'broker_upstream_failures_total',
     'Requests that got no response from the Defender API (unreachable, timed out), by the broker\'s error code.', [])
   const rejections = new Tally('counter', 'broker_inbound_rejections_total', 'Requests the broker refused itself, by reason (its error code).', [])
-  const own: Array<Tally | Reading> = [acquisitions, failures, expiry, queueDepth, fallbacks, shared, upstream, duration, upstreamFailures, rejections]
+  const saved = new Tally('counter', 'broker_upstream_calls_saved_total',
+    'Reads answered with no call to the Defender API of their own, by reason: collapsed (an identical read in flight answered them too) or cached.', [])
+  const own: Array<Tally | Reading> = [acquisitions, failures, expiry, queueDepth, fallbacks, shared, upstream, duration, upstreamFailures, rejections, saved]
 
   let registry: Promise<Registry> | undefined
   const loadRegistry = async () => {
@@ -118,6 +122,9 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
     },
     inboundRejected (reason) {
       rejections.series({ reason: codeLabel(reason) }).observe(1)
+    },
+    callSaved (profile, reason) {
+      saved.series({ profile, reason }).observe(1)
     }
   }
 }

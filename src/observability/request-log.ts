@@ -22,6 +22,8 @@ export interface RequestFacts {
   changesState?: boolean
   /** The broker's error code when it answered itself. */
   code?: string
+  /** The answer came with no call of its own: another client's identical read, or the cache. */
+  saved?: 'collapsed' | 'cached'
 }
 
 declare module 'fastify' {
@@ -93,6 +95,7 @@ export class RequestLog {
       line += `,"durationMs":${duration}`
       if (facts.upstreamRequestId !== undefined) line += `,"upstreamRequestId":${JSON.stringify(facts.upstreamRequestId)}`
       if (facts.code !== undefined) line += `,"code":${JSON.stringify(facts.code)}`
+      if (facts.saved !== undefined) line += `,"saved":"${facts.saved}"`
       if (aborted) line += ',"aborted":true'
       this.#stream.write(line + ',"msg":"request"}\n')
     }

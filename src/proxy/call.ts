@@ -1,3 +1,4 @@
+import type { ClientWatch } from './client-watch.js'
 import type { DefenderEndpoint } from '../defender/catalogue.js'
 import type { Profile } from '../runtime/profiles.js'
 import type { HeldToken } from '../tokens/token-holder.js'
@@ -11,6 +12,8 @@ import type { UpstreamExchange, UpstreamHead } from './upstream-exchange.js'
  */
 export interface Call {
   readonly request: ForwardedRequest
+  /** What stops the call: the client's watch, or a shared read's, which stops once all its clients went. */
+  readonly watch: ClientWatch
   readonly profile: Profile
   readonly method: string
   readonly upstreamTarget: string

@@ -58,7 +58,7 @@ export function waitOut429 (clock: Clock, limits: RetryLimits): ExchangePolicy {
     return (async () => {
       await exchange.dump()
       try {
-        await sleep(clock, seconds * 1000, call.request.client.signal)
+        await sleep(clock, seconds * 1000, call.watch.signal)
         return true
       } catch {
         return false

@@ -17,17 +17,21 @@ import type { ForwardedRequest } from './forwarded-request.js'
 import { upstreamRequestHeaders } from './headers.js'
 import { takeRequestBody } from './request-body.js'
 import { shapeResponse } from './response.js'
-import { UpstreamExchange } from './upstream-exchange.js'
+import { readKey, SHARED_BODY_LIMIT, wantsFresh, type ReadOutcome, type SharedReads } from './shared-reads.js'
+import { holdBody, rejoin, StoredBody, streamedBody, type AnswerBody, type StoredAnswer } from './stored-answer.js'
+import { UpstreamExchange, type UpstreamHead } from './upstream-exchange.js'
 
 export interface ForwarderOptions {
   dispatcher: Dispatcher
   config: Config
   clock: Clock
   metrics: BrokerMetrics
-  route: (target: string) => ProfileMatch | undefined
-  /** A request inside an intercepted CONNECT: routed by the host it was sent to. */
-  routeTunnelled: (tunnel: Tunnel, target: string) => ProfileMatch | undefined
+  route: (target: string, pinned?: string) => ProfileMatch | undefined
+  /** A request inside an intercepted CONNECT: routed by the host it was sent to, or by its broker token's profile. */
+  routeTunnelled: (tunnel: Tunnel, target: string, pinned?: string) => ProfileMatch | undefined
   authorize: (client: Client | undefined, method: string, profile: Profile, upstreamTarget: string) => void
+  /** Collapsing and the cache; absent, every read makes its own call. */
+  reads?: SharedReads
 }
 
 /**
@@ -38,7 +42,7 @@ export interface ForwarderOptions {
  * reads) may send round again, then the answer passed on with paging kept on the broker.
  */
 export function createForwarder (options: ForwarderOptions) {
-  const { dispatcher, route, routeTunnelled, authorize, clock, metrics } = options
+  const { dispatcher, route, routeTunnelled, authorize, clock, metrics, reads } = options
   const responseTimeoutMs = options.config.upstreamTimeouts.responseSeconds * 1000
   const limits: RetryLimits = options.config.retry
   /** What may send a request round again, by the API's status. */
@@ -49,7 +53,7 @@ export function createForwarder (options: ForwarderOptions) {
     const { req, facts } = request
     const target = req.url as string
     const tunnel = tunnelOf(req.socket)
-    const match = tunnel === undefined ? route(target) : routeTunnelled(tunnel, target)
+    const match = tunnel === undefined ? route(target, request.caller?.profile) : routeTunnelled(tunnel, target, request.caller?.profile)
     if (match === undefined) throw new BrokerNotFound(pathOf(target))
     const { profile, upstreamTarget } = match
     const method = req.method as string
@@ -62,13 +66,13 @@ export function createForwarder (options: ForwarderOptions) {
     // Most requests find the token held: no promise to wait on.
     const token = profile.tokens.usable() ?? await profile.tokens.get()
     assertPermitted(endpoint, token.roles)
-    return { request, profile, method, upstreamTarget, endpoint, token, body: undefined, renewed: false }
+    return { request, watch: request.client, profile, method, upstreamTarget, endpoint, token, body: undefined, renewed: false }
   }
 
   /** The budget's turn, then the body (read only once the request may go), then the API's head. */
   async function exchange (call: Call, attempt: number): Promise<Answer | undefined> {
     const { request, profile, method } = call
-    const client = request.client
+    const client = call.watch
     const wait = profile.budget.acquire(call.endpoint?.rateLimit, client)
     if (wait !== undefined) await wait
     if (client.gone) return undefined
@@ -100,8 +104,11 @@ export function createForwarder (options: ForwarderOptions) {
     return { head, exchange, attempt }
   }
 
-  /** The API's answer to the client: rewritten where paging needs it, else piped as it comes. */
-  async function deliver (call: Call, { head, exchange }: Answer): Promise<void> {
+  /**
+   * The API's answer to the client: rewritten where paging needs it, else piped as it comes.
+   * `extra` are headers of the broker's own (`Age` on a kept answer).
+   */
+  async function deliver (call: Call, head: UpstreamHead, body: AnswerBody, extra?: Record<string, string>): Promise<void> {
     const { request, profile, method } = call
     const { req, res, facts } = request
     const origin = profile.config.upstream
@@ -115,30 +122,102 @@ export function createForwarder (options: ForwarderOptions) {
       ? `https://${req.headers.host}`
       : `http://${req.headers.host}${profile.config.basePath === '/' ? '' : profile.config.basePath}`
     try {
-      const shaping = shapeResponse(method, status, head.headers, exchange, origin, base)
-      const { headers, body } = shaping instanceof Promise ? await shaping : shaping
+      const shaping = shapeResponse(method, status, head.headers, body, origin, base)
+      const { headers, body: shaped } = shaping instanceof Promise ? await shaping : shaping
+      if (extra !== undefined) Object.assign(headers, extra)
       const sent = facts.changesState === true && status >= 200 && status < 300
-        ? watchMachineActionId(body ?? exchange.stream(), headers, (id) => { facts.machineActionId = id })
-        : body
+        ? watchMachineActionId(shaped ?? body.stream(), headers, (id) => { facts.machineActionId = id })
+        : shaped
       if (Buffer.isBuffer(sent)) request.send(status, headers, sent)
       // The API's body through transforms, or as it comes, straight into the client's response.
       else if (sent !== undefined) await request.sendStream(status, headers, sent)
-      else await exchange.pipeTo(res, () => request.writeHead(status, headers))
+      else if (body.pipeTo !== undefined) await body.pipeTo(res, () => request.writeHead(status, headers))
+      else await request.sendStream(status, headers, body.stream())
     } catch (err) {
       if (request.client.gone) return
       throw upstreamError(err, origin)
     }
   }
 
-  return async function forward (request: ForwardedRequest): Promise<void> {
-    const call = await prepare(request)
+  /** The exchange, as often as the policies send it round: the answer to pass on, or undefined when the client went. */
+  async function settle (call: Call): Promise<Answer | undefined> {
     for (let attempt = 1; ; attempt++) {
       const answer = await exchange(call, attempt)
-      if (answer === undefined) return
+      if (answer === undefined) return undefined
       const verdict = policies.get(answer.head.status)?.(call, answer)
-      if (verdict === undefined) return deliver(call, answer)
-      if (!await verdict) return
+      if (verdict === undefined) return answer
+      if (!await verdict) return undefined
     }
+  }
+
+  /** One client's own call. */
+  async function alone (call: Call): Promise<void> {
+    const answer = await settle(call)
+    if (answer !== undefined) await deliver(call, answer.head, answer.exchange)
+  }
+
+  /**
+   * A read that may cost no call: a kept answer, else the identical read in flight, else a new
+   * shared call (see `shared-reads.ts`). Each client was authorized on its own in `prepare`.
+   */
+  async function shared (call: Call, reads: SharedReads, key: string): Promise<void> {
+    const { request, profile, method, upstreamTarget } = call
+    const name = profile.config.name
+    const keepFor = reads.keepFor(name, method, upstreamTarget)
+    const fresh = wantsFresh(request.req.headers)
+    if (keepFor !== undefined && !fresh) {
+      const kept = reads.kept(key)
+      if (kept !== undefined) {
+        request.facts.saved = 'cached'
+        metrics.callSaved(name, 'cached')
+        return deliver(call, kept.answer, new StoredBody(kept.answer.body), { age: String(kept.age) })
+      }
+    }
+    const { read, joined } = reads.flight(key, (watch) => share({ ...call, watch }, keepFor === undefined ? undefined : (answer) => reads.keep(key, answer, keepFor)))
+    if (joined) {
+      request.facts.saved = 'collapsed'
+      metrics.callSaved(name, 'collapsed')
+    }
+    const outcome = await read.waitFor(request.client)
+    if (outcome === undefined) return
+    if (outcome.kind === 'failed') throw outcome.error
+    if (outcome.kind === 'stored') return deliver(call, outcome.answer, new StoredBody(outcome.answer.body))
+    const body = outcome.take()
+    if (body !== undefined) return deliver(call, outcome.head, body)
+    // Too long to share, and another client has it: this one makes its own call.
+    delete request.facts.saved
+    return alone(call)
+  }
+
+  /** The shared call: its answer read whole for every client waiting (and kept when a rule says so), or handed to one when too long. */
+  async function share (call: Call, keep: ((answer: StoredAnswer) => void) | undefined): Promise<ReadOutcome | undefined> {
+    const answer = await settle(call)
+    if (answer === undefined) return undefined
+    const { head, exchange } = answer
+    const held = await holdBody(exchange.stream(), SHARED_BODY_LIMIT)
+    if (held.ended) {
+      const stored: StoredAnswer = { status: head.status, headers: head.headers, body: Buffer.concat(held.chunks), receivedAt: clock.now() }
+      if (keep !== undefined && head.status === 200) keep(stored)
+      return { kind: 'stored', answer: stored }
+    }
+    let taken = false
+    const rest = rejoin(held)
+    return {
+      kind: 'streamed',
+      head,
+      take: () => {
+        if (taken) return undefined
+        taken = true
+        return streamedBody(rest)
+      }
+    }
+  }
+
+  return async function forward (request: ForwardedRequest): Promise<void> {
+    const call = await prepare(request)
+    const name = call.profile.config.name
+    const key = reads?.active(name) === true ? readKey(name, call.method, call.upstreamTarget, request.req.headers) : undefined
+    return reads === undefined || key === undefined ? alone(call) : shared(call, reads, key)
   }
 }
 

@@ -3,7 +3,7 @@ import { promisify } from 'node:util'
 import { brotliDecompress, createBrotliDecompress, createGunzip, createInflate, gunzip, inflate, type InputType, type ZlibOptions } from 'node:zlib'
 import { clientResponseHeaders } from './headers.js'
 import { createNextLinkRewriter, rewriteNextLink } from './next-link.js'
-import type { UpstreamExchange } from './upstream-exchange.js'
+import { holdBody, rejoin, type AnswerBody } from './stored-answer.js'
 
 interface Decoder {
   /** For a page decompressed as it streams. */
@@ -45,7 +45,7 @@ export function shapeResponse (
   method: string,
   status: number,
   upstreamHeaders: Record<string, string | string[] | undefined>,
-  body: UpstreamExchange,
+  body: AnswerBody,
   upstreamOrigin: string,
   brokerBase: string
 ): ShapedResponse | Promise<ShapedResponse> {
@@ -81,8 +81,8 @@ export function shapeResponse (
     return { headers, body: out as Readable }
   }
   if (decoder === undefined || length > SMALL_PAGE_BYTES) return streamed(body.stream())
-  return holdCompressed(body.stream(), SMALL_PAGE_BYTES).then(async (held) => {
-    if (!held.ended) return streamed(Readable.from(concatenate(held.chunks, held.rest)))
+  return holdBody(body.stream(), SMALL_PAGE_BYTES).then(async (held) => {
+    if (!held.ended) return streamed(rejoin(held))
     const compressed = Buffer.concat(held.chunks)
     const page = await decoder.whole(compressed, { maxOutputLength: MAX_INFLATED_PAGE_BYTES }).catch(() => undefined)
     const rewritten = page === undefined ? undefined : rewriteNextLink(page, upstreamOrigin, brokerBase)
@@ -95,42 +95,6 @@ export function shapeResponse (
     headers['content-length'] = String(rewritten.length)
     return { headers, body: rewritten }
   })
-}
-
-interface HeldBody {
-  chunks: Buffer[]
-  ended: boolean
-  /** The rest of the body when more than the limit came. */
-  rest: Readable
-}
-
-/** Reads a body until it ends or passes `limit` bytes, whichever comes first, without losing any of it. */
-function holdCompressed (source: Readable, limit: number): Promise<HeldBody> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    const done = (ended: boolean) => {
-      source.off('data', data)
-      source.off('end', end)
-      source.off('error', reject)
-      source.pause()
-      resolve({ chunks, ended, rest: source })
-    }
-    const data = (chunk: Buffer) => {
-      chunks.push(chunk)
-      size += chunk.length
-      if (size > limit) done(false)
-    }
-    const end = () => done(true)
-    source.on('data', data)
-    source.once('end', end)
-    source.once('error', reject)
-  })
-}
-
-async function * concatenate (head: Buffer[], rest: Readable): AsyncGenerator<Buffer> {
-  yield * head
-  for await (const chunk of rest) yield chunk as Buffer
 }
 
 function startsWithOrigin (url: string, origin: string): boolean {

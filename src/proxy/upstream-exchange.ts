@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
+import type { AnswerBody } from './stored-answer.js'
 
 export interface UpstreamHead {
   status: number
@@ -36,7 +37,7 @@ const DONE: Sink = { data: () => true, end: () => {}, error: () => {} }
  * the API's socket paused whenever the client's is full. No stream or promise per chunk on the
  * common paths, which is where a proxy spends its time.
  */
-export class UpstreamExchange implements Dispatcher.DispatchHandler {
+export class UpstreamExchange implements Dispatcher.DispatchHandler, AnswerBody {
   readonly head: Promise<UpstreamHead>
   #resolveHead!: (head: UpstreamHead) => void
   #rejectHead!: (err: Error) => void

@@ -75,20 +75,35 @@ export interface ProfileMatch {
   upstreamTarget: string
 }
 
-/** Longest matching basePath wins; a basePath matches whole segments only. */
+/**
+ * Longest matching basePath wins; a basePath matches whole segments only. A request pinned to a
+ * profile (by a broker token) goes to it: its basePath taken off when the target starts with
+ * it, else the whole target.
+ */
 export function createProfileRouter (profiles: readonly Profile[]) {
   const ordered = [...profiles].sort((a, b) => b.config.basePath.length - a.config.basePath.length)
-  return function match (target: string): ProfileMatch | undefined {
+  const named = new Map(profiles.map((profile) => [profile.config.name, profile]))
+  return function match (target: string, pinned?: string): ProfileMatch | undefined {
+    if (pinned !== undefined) {
+      const profile = named.get(pinned)
+      return profile === undefined ? undefined : { profile, upstreamTarget: underBasePath(profile, target) ?? target }
+    }
     for (const profile of ordered) {
-      const base = profile.config.basePath
-      if (base === '/') return { profile, upstreamTarget: target }
-      if (target.startsWith(base)) {
-        const next = target.charCodeAt(base.length)
-        if (Number.isNaN(next)) return { profile, upstreamTarget: '/' }
-        if (next === 47 /* / */) return { profile, upstreamTarget: target.slice(base.length) }
-        if (next === 63 /* ? */) return { profile, upstreamTarget: '/' + target.slice(base.length) }
-      }
+      const upstreamTarget = underBasePath(profile, target)
+      if (upstreamTarget !== undefined) return { profile, upstreamTarget }
     }
     return undefined
   }
+}
+
+/** The target with the profile's basePath taken off; undefined when it is not under it. */
+function underBasePath (profile: Profile, target: string): string | undefined {
+  const base = profile.config.basePath
+  if (base === '/') return target
+  if (!target.startsWith(base)) return undefined
+  const next = target.charCodeAt(base.length)
+  if (Number.isNaN(next)) return '/'
+  if (next === 47 /* / */) return target.slice(base.length)
+  if (next === 63 /* ? */) return '/' + target.slice(base.length)
+  return undefined
 }

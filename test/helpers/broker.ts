@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { request } from 'undici'
+import { getGlobalDispatcher, request } from 'undici'
 import type { TokenFailure } from '../../src/tokens/token-error.js'
 import type { TokenHolder } from '../../src/tokens/token-holder.js'
 import { Writable } from 'node:stream'
@@ -74,6 +74,17 @@ export interface BrokerStackOptions {
   trustSimulatorCa?: boolean
 }
 
+/** What a user sets to run against the simulator, as for a real tenant: its app, its Entra ID and its API. */
+export function simulatorEnv (simulator: Simulator): Record<string, string> {
+  return {
+    AZURE_TENANT_ID: simulator.tenantId,
+    AZURE_CLIENT_ID: simulator.clientId,
+    AZURE_CLIENT_SECRET: simulator.clientSecret,
+    AZURE_AUTHORITY_HOST: simulator.entra.url,
+    BROKER_UPSTREAM: simulator.defender.url
+  }
+}
+
 /**
  * The simulator (msal-node runs for real against it) and the broker built from the
  * environment a user would set, listening on 127.0.0.1 port 0.
@@ -82,16 +93,7 @@ export async function startBrokerStack (t: Teardown, options: BrokerStackOptions
   const simulator = await startSimulator({ ...options.simulator, ...(options.clock ? { clock: options.clock } : {}) })
   t.teardown(() => simulator.close())
   await options.beforeStart?.(simulator)
-  const loaded = loadConfig({
-    env: {
-      AZURE_TENANT_ID: simulator.tenantId,
-      AZURE_CLIENT_ID: simulator.clientId,
-      AZURE_CLIENT_SECRET: simulator.clientSecret,
-      AZURE_AUTHORITY_HOST: simulator.entra.url,
-      BROKER_UPSTREAM: simulator.defender.url,
-      ...options.env
-    }
-  })
+  const loaded = loadConfig({ env: { ...simulatorEnv(simulator), ...options.env } })
   const withCa = options.trustSimulatorCa === false ? loaded : { ...loaded, extraCaPem: simulator.caCertPem }
   const config = Object.freeze(options.config ? options.config(withCa) : withCa)
   const logs = createLogSink()
@@ -109,14 +111,44 @@ export async function startBrokerStack (t: Teardown, options: BrokerStackOptions
   return { simulator, app, config, url, logs }
 }
 
+export interface HangingTokenStack {
+  stack: BrokerStack
+  /** Resolves once the first token request has reached the token endpoint, which never answers it. */
+  tokenRequested: Promise<unknown>
+}
+
+/** A stack whose token endpoint hangs from the start: no first token, the broker not ready. */
+export async function startHangingTokenStack (
+  t: Teardown,
+  options: Omit<BrokerStackOptions, 'ready' | 'beforeStart'> = {}
+): Promise<HangingTokenStack> {
+  let tokenRequested: Promise<unknown> | undefined
+  const stack = await startBrokerStack(t, {
+    ...options,
+    ready: false,
+    beforeStart: (simulator) => {
+      simulator.entra.setMode('hang')
+      tokenRequested = once(simulator.entra, 'token-request')
+    }
+  })
+  if (tokenRequested === undefined) throw new TypeError('the simulator was not started')
+  return { stack, tokenRequested }
+}
+
 /** Every application permission the API's endpoints name: a token that passes every preflight. */
 export const ALL_ROLES: string[] = [...new Set(DEFENDER_ENDPOINTS.flatMap((endpoint) => endpoint.permissions))]
 
-/** The token holder of the stack's first profile. */
-export function holderOf (stack: BrokerStack): TokenHolder {
-  const profile = stack.app.profiles[0]
-  if (profile === undefined) throw new TypeError('the stack has no profile')
+/** The token holder of the stack's profile at `index`, the first by default. */
+export function holderOf (stack: BrokerStack, index = 0): TokenHolder {
+  const profile = stack.app.profiles[index]
+  if (profile === undefined) throw new TypeError(`the stack has no profile ${index}`)
   return profile.tokens
+}
+
+/** The claims of a token (a JWT), or of the bearer token in an Authorization header. */
+export function claimsOf (token: string | undefined): Record<string, unknown> {
+  const payload = (token ?? '').replace(/^Bearer /, '').split('.')[1] ?? ''
+  return JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Record<string, unknown>
 }
 
 /** The holder's last failure, or the next one when none is recorded yet. */
@@ -131,6 +163,26 @@ export async function getAlerts (stack: BrokerStack): Promise<number> {
   const res = await request(`${stack.url}/api/alerts?$top=1`)
   await res.body.dump()
   return res.statusCode
+}
+
+/** The whole of `/status`, as text: for searches of what it shows. */
+export async function statusText (stack: BrokerStack): Promise<string> {
+  const res = await request(`${stack.url}/status`)
+  return await res.body.text()
+}
+
+export interface JsonReply {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  /** The body parsed as JSON; undefined when it is empty. */
+  json: unknown
+}
+
+/** One GET of `path` (sent as it is) through the broker, its body parsed. */
+export async function getJson (stack: BrokerStack, path: string, headers: Record<string, string> = {}): Promise<JsonReply> {
+  const res = await getGlobalDispatcher().request({ origin: stack.url, path, method: 'GET', headers })
+  const text = await res.body.text()
+  return { status: res.statusCode, headers: res.headers, json: text === '' ? undefined : JSON.parse(text) }
 }
 
 /** The first profile's entry of `/status`. */

@@ -10,7 +10,8 @@ import {
   type TestPki
 } from '../../src/simulator/index.js'
 import { DEMO_TENANT_ID } from '../../src/simulator/index.js'
-import { startBrokerStack, type BrokerStack, type BrokerStackOptions } from './broker.js'
+import type { Test } from 'tap'
+import { claimsOf, getAlerts, startBrokerStack, type BrokerStack, type BrokerStackOptions } from './broker.js'
 
 interface Teardown {
   teardown: (fn: () => unknown) => void
@@ -110,4 +111,40 @@ export async function startManagedIdentityStack (t: Teardown, options: ManagedId
       }))
     }
   })
+}
+
+/**
+ * Each way to name USER_IDENTITY in the config, with the query parameter msal-node names it by
+ * and its value; `resourceIdParameter` is the source's name for a resource id.
+ */
+export function userIdentityNames (resourceIdParameter: string): Array<[Record<string, string>, string, string]> {
+  return [
+    [{ clientId: USER_IDENTITY.clientId }, 'client_id', USER_IDENTITY.clientId],
+    [{ resourceId: USER_IDENTITY.resourceId ?? '' }, resourceIdParameter, USER_IDENTITY.resourceId ?? ''],
+    [{ objectId: USER_IDENTITY.objectId }, 'object_id', USER_IDENTITY.objectId]
+  ]
+}
+
+/**
+ * A stack whose credential names USER_IDENTITY by `ids`: its one token request names the
+ * identity by `parameter` and nothing else does, and the API accepts the identity's token.
+ */
+export async function assertUserIdentityNamed (
+  t: Test,
+  options: { pki: TestPki, shared: SharedEndpoint, ids: Record<string, string>, parameter: string, value: string }
+): Promise<void> {
+  const { shared, parameter } = options
+  const seen = shared.endpoint.requests.length
+  const stack = await startManagedIdentityStack(t, {
+    pki: options.pki,
+    shared,
+    credential: { type: 'managedIdentity', ...options.ids },
+    clientId: USER_IDENTITY.clientId
+  })
+  const requests = shared.endpoint.requests.slice(seen)
+  t.equal(requests.length, 1, 'one token request')
+  t.equal(requests[0]?.query[parameter], options.value, `${parameter} carries the identity`)
+  t.same(Object.keys(requests[0]?.query ?? {}).sort(), ['api-version', parameter, 'resource'].sort(), 'and nothing else names one')
+  t.equal(await getAlerts(stack), 200)
+  t.match(claimsOf(shared.endpoint.issuedTokens.at(-1)), { appid: USER_IDENTITY.clientId, roles: USER_IDENTITY.roles })
 }

@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { connect, type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { request, type Dispatcher } from 'undici'
 import { freePort } from './programs.js'
 
 interface Teardown {
@@ -85,65 +86,29 @@ export async function startUpstream (t: Teardown, handler: UpstreamHandler = rec
   }
 }
 
+/**
+ * Sends one request to `url` (through the broker, to `upstream`) and abandons it once the
+ * upstream has it; resolves, once the upstream's side has closed too, with 'aborted' or,
+ * should the request have been answered after all, its status.
+ */
+export async function abandonAtUpstream (
+  upstream: Upstream,
+  url: string,
+  options: { method?: Dispatcher.HttpMethod, body?: string } = {}
+): Promise<number | 'aborted'> {
+  const controller = new AbortController()
+  const sent = request(url, { ...options, signal: controller.signal }).then((res) => res.statusCode, () => 'aborted' as const)
+  const { req } = await upstream.nextRequest()
+  // The broker cutting the upstream request short is an 'aborted' error here: only its end matters.
+  req.on('error', () => {})
+  const upstreamClosed = new Promise((resolve) => req.once('close', resolve))
+  controller.abort()
+  const outcome = await sent
+  await upstreamClosed
+  return outcome
+}
+
 /** A loopback port that was just open and is now closed: connecting to it is refused. */
 export async function closedPort (): Promise<number> {
   return await freePort()
-}
-
-export interface RawResponse {
-  /** Everything the server sent before closing the connection. */
-  text: string
-  status: number | undefined
-  /** Lower-case names; repeated headers keep every value. */
-  headers: Record<string, string[]>
-  body: string
-}
-
-/**
- * Writes `bytes` as they are to `url`'s host and port and reads until the server closes the
- * connection: HTTP clients normalise request targets, this does not. Send `Connection: close`
- * (or a request the server refuses) so that the server does close.
- */
-export async function rawExchange (url: string, bytes: string | Buffer): Promise<RawResponse> {
-  const { hostname, port } = new URL(url)
-  const socket = connect(Number(port), hostname)
-  const chunks: Buffer[] = []
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-  await once(socket, 'connect')
-  socket.write(bytes)
-  await new Promise<void>((resolve) => {
-    socket.once('close', () => resolve())
-    socket.once('error', () => {})
-  })
-  return parseRawResponse(Buffer.concat(chunks).toString('latin1'))
-}
-
-/** Parses one HTTP/1.1 response; a chunked body is decoded. */
-export function parseRawResponse (text: string): RawResponse {
-  const end = text.indexOf('\r\n\r\n')
-  if (end === -1) return { text, status: undefined, headers: {}, body: '' }
-  const [statusLine, ...lines] = text.slice(0, end).split('\r\n')
-  const headers: Record<string, string[]> = {}
-  for (const line of lines) {
-    const colon = line.indexOf(':')
-    const name = line.slice(0, colon).trim().toLowerCase()
-    ;(headers[name] ??= []).push(line.slice(colon + 1).trim())
-  }
-  let body = text.slice(end + 4)
-  if (headers['transfer-encoding']?.[0] === 'chunked') body = decodeChunked(body)
-  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? '')?.[1])
-  return { text, status: Number.isNaN(status) ? undefined : status, headers, body }
-}
-
-function decodeChunked (text: string): string {
-  let out = ''
-  let at = 0
-  for (;;) {
-    const lineEnd = text.indexOf('\r\n', at)
-    if (lineEnd === -1) return out
-    const size = parseInt(text.slice(at, lineEnd), 16)
-    if (Number.isNaN(size) || size === 0) return out
-    out += text.slice(lineEnd + 2, lineEnd + 2 + size)
-    at = lineEnd + 2 + size + 2
-  }
 }
