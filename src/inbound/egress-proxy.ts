@@ -40,9 +40,13 @@ export interface TunnelConnection extends Tunnel {
 const TUNNEL = Symbol('egress tunnel')
 type MarkedSocket = Socket & { [TUNNEL]?: TunnelConnection }
 
-/** The intercepted CONNECT a request's connection came through, or undefined for a direct one. */
-export function tunnelOf (socket: Socket): TunnelConnection | undefined {
-  return (socket as MarkedSocket)[TUNNEL]
+/**
+ * The intercepted CONNECT a request's connection came through, or undefined for a direct one
+ * (and once Node has let go of a request's socket, which it does while a body still arrives
+ * after the response ended).
+ */
+export function tunnelOf (socket: Socket | null): TunnelConnection | undefined {
+  return socket === null ? undefined : (socket as MarkedSocket)[TUNNEL]
 }
 
 /** `host:port`, the authority-form of a CONNECT (RFC 9112 3.2.3): a name or an IP literal, and a port. */

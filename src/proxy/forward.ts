@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { Clock } from '../common/clock.js'
 import { BrokerBadRequestTarget, BrokerNotFound } from '../common/errors.js'
@@ -118,7 +119,7 @@ export function createForwarder (options: ForwarderOptions) {
     facts.upstreamStatus = status
     facts.upstream = origin
     // Through the egress proxy, the tool asked the API's own host: its pages stay on that host, and so on the proxy.
-    const base = tunnelOf(req.socket) !== undefined
+    const base = tunnelOf(req.socket as Socket | null) !== undefined
       ? `https://${req.headers.host}`
       : `http://${req.headers.host}${profile.config.basePath === '/' ? '' : profile.config.basePath}`
     try {
