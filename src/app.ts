@@ -7,6 +7,9 @@ import { systemClock, type Clock } from './common/clock.js'
 import { BrokerNotFound } from './common/errors.js'
 import { pathOf } from './common/paths.js'
 import type { Config } from './config/types.js'
+import { createTunnelRouter, interceptedHosts } from './egress/hosts.js'
+import { createKeyVerifier } from './inbound/client-keys.js'
+import { EgressProxy } from './inbound/egress-proxy.js'
 import { FrontDoor, requestId } from './inbound/front-door.js'
 import { createClientRegistry } from './inbound/client-keys.js'
 import { createAuthorizer, createInboundGate, registerInbound } from './inbound/index.js'
@@ -63,6 +66,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   })
   const admit = createInboundGate(config, brokerTokens)
   let closing = false
+  const route = createProfileRouter(profiles)
   const forwarding = createForwardingPipeline({
     requestId,
     admit,
@@ -71,7 +75,8 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
       config,
       clock,
       metrics,
-      route: createProfileRouter(profiles),
+      route,
+      routeTunnelled: createTunnelRouter(profiles, route),
       authorize: createAuthorizer(profiles),
       reads: new SharedReads({ clock, ...config.reads, profiles: config.profiles })
     }),
@@ -80,7 +85,8 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     closing: () => closing
   })
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...deps.limits }
-  const frontDoor = new FrontDoor({ limits, keysRequired: config.clients.length > 0, refusals, forward: forwarding })
+  const egressProxy = config.egressProxy.enabled ? await createEgressProxy(config, clock, refusals, requestLog, logger) : undefined
+  const frontDoor = new FrontDoor({ limits, keysRequired: config.clients.length > 0, refusals, forward: forwarding, egressProxy })
 
   const app = fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -142,4 +148,22 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     audit.close()
   })
   return app
+}
+
+/** The egress proxy with its CA, made or read now: a CA that cannot be had stops the start, not the first tool. */
+async function createEgressProxy (config: Config, clock: Clock, refusals: Refusals, requestLog: RequestLog, logger: Logger): Promise<EgressProxy> {
+  // Loaded only with the mode on: the certificate library is not part of a plain broker's start.
+  const { LeafCertificates, loadEgressCa } = await import('./egress/certificates.js')
+  const leaves = new LeafCertificates(await loadEgressCa(config, clock), clock)
+  return new EgressProxy({
+    intercepted: interceptedHosts(config),
+    tunnelAllow: config.egressProxy.tunnelAllow,
+    contextFor: (host) => leaves.contextFor(host),
+    keysRequired: config.clients.length > 0,
+    verify: createKeyVerifier(config.clients),
+    refusals,
+    requestLog,
+    connectTimeoutMs: config.upstreamTimeouts.connectSeconds * 1000,
+    logger
+  })
 }

@@ -11,6 +11,7 @@ Usage:
                                                    get one token per profile and show what it allows
   defender-token-broker demo                       run against the built-in simulator (no Azure needed)
   defender-token-broker keygen [NAME] [--json]     make a client key and print its config lines
+  defender-token-broker ca [--config FILE]         print the egress proxy's CA certificate (made if needed)
 
 Options:
   --config FILE   YAML or JSON config file (or BROKER_CONFIG)
@@ -76,6 +77,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     case 'serve': return (await import('./commands/serve.js')).runServe(options)
     case 'check': return (await import('./commands/check.js')).runCheck(options)
     case 'demo': return (await import('./commands/demo.js')).runDemo(options)
+    case 'ca': return (await import('./commands/ca.js')).runCa(options)
     default:
       process.stderr.write(`defender-token-broker: unknown command ${command}\n\n${HELP}`)
       return 2

@@ -1,4 +1,5 @@
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
@@ -57,7 +58,7 @@ t.test('usage', async (t) => {
 
   t.equal(help.code, 0, '--help exits 0')
   t.match(help.stdout, /Usage:/, '--help prints usage')
-  for (const command of ['serve', 'check', 'demo']) t.match(help.stdout, new RegExp(`defender-token-broker \\[?${command}\\b`), `usage names ${command}`)
+  for (const command of ['serve', 'check', 'demo', 'ca']) t.match(help.stdout, new RegExp(`defender-token-broker \\[?${command}\\b`), `usage names ${command}`)
   t.equal(help.stderr, '', '--help writes nothing to stderr')
 
   t.equal(version.code, 0, '--version exits 0')
@@ -145,6 +146,31 @@ t.test('serve on 0.0.0.0 with no client keys', async (t) => {
   await health.body.dump()
   t.equal(health.statusCode, 200, 'and answers')
   await stopsCleanly(t, cli)
+})
+
+t.test('ca prints the egress proxy\'s CA certificate, made once in the state directory', async (t) => {
+  const stateDir = join(home, 'state-ca')
+  const first = await runCli(t, ['ca'], { env: canaryEnv({ BROKER_STATE_DIR: stateDir }) })
+  t.equal(first.code, 0, 'exit code 0')
+  t.equal(first.stderr, '')
+  t.match(first.stdout, /^-----BEGIN CERTIFICATE-----\n[\s\S]+\n-----END CERTIFICATE-----\n$/, 'one PEM certificate, nothing else')
+  t.ok(new X509Certificate(first.stdout).ca, 'a CA certificate')
+  t.equal(statSync(join(stateDir, 'egress-ca.pem')).mode & 0o777, 0o600, 'its file (with the key) is 0600')
+  const again = await runCli(t, ['ca'], { env: canaryEnv({ BROKER_STATE_DIR: stateDir }) })
+  t.equal(again.stdout, first.stdout, 'the same certificate the next time')
+  const notADirectory = join(home, 'a-file')
+  writeFileSync(notADirectory, '')
+  const unwritable = await runCli(t, ['ca'], { env: canaryEnv({ BROKER_STATE_DIR: join(notADirectory, 'state') }) })
+  t.equal(unwritable.code, 1, 'a state directory that cannot be made: exit code 1')
+  t.match(unwritable.stderr, /^defender-token-broker: stateDir: the state directory \S+a-file\/state cannot be created \(ENOTDIR\)/, 'says which and why')
+  t.notOk((output(first) + output(again) + output(unwritable)).includes(CANARY), 'the secret is not in the output')
+})
+
+t.test('serve with the egress proxy on 0.0.0.0 with no client keys is refused like any other', async (t) => {
+  const refused = await runCli(t, ['serve'], { env: canaryEnv({ BROKER_HOST: '0.0.0.0', BROKER_PORT: '0', BROKER_EGRESS_PROXY: '1', BROKER_STATE_DIR: join(home, 'state-refused') }) })
+  t.equal(refused.code, 1, 'exit code 1')
+  t.match(refused.stderr, /the broker would listen on 0\.0\.0\.0 with no client keys/)
+  t.equal(refused.stdout, '', 'never listened')
 })
 
 t.test('check against the simulator', async (t) => {

@@ -52,8 +52,10 @@ export const BrokerBadRequestTarget = defineError('BrokerBadRequestTarget', 400,
 export const BrokerUnauthenticated = defineError('BrokerUnauthenticated', 401, () => 'A valid broker client key is required: send it as "Authorization: Bearer <key>" or "X-Broker-Key: <key>".')
 export const BrokerForbidden = defineError('BrokerForbidden', 403, (reason: string) => `The request is not allowed: ${reason}.`)
 export const BrokerMissingPermission = defineError('BrokerMissingPermission', 403, (endpoint: string, permission: string) => `The app lacks the permission for ${endpoint}: grant the WindowsDefenderATP application permission ${permission} and grant admin consent.`)
+export const BrokerTunnelRefused = defineError('BrokerTunnelRefused', 403, (host: string) => `The egress proxy does not open a tunnel to ${host}: it serves only the Entra ID sign-in and Defender API hosts. Add the host to egressProxy.tunnelAllow for a blind tunnel.`)
 export const BrokerNotFound = defineError('BrokerNotFound', 404, (path: string) => `No profile serves ${path}: check the base URL and the profiles' basePath.`)
 export const BrokerMethodNotAllowed = defineError('BrokerMethodNotAllowed', 405, (method: string, allowed: string) => `The method ${method} is not forwarded: it would echo the request, token included, or open a tunnel. Use one of ${allowed}.`)
+export const BrokerProxyAuthenticationRequired = defineError('BrokerProxyAuthenticationRequired', 407, () => 'A valid broker client key is required to use the egress proxy: put it in the proxy URL as the password (http://tool:<key>@host:port), or send "Proxy-Authorization: Bearer <key>".')
 export const BrokerMisdirected = defineError('BrokerMisdirected', 421, (host: string) => `The Host header ${host} is not one this broker answers to: add it to listen.allowedHosts.`)
 /** A pause the API's 429 set on one of a profile's budgets: the budget's name, its end (ISO time) and what set it. */
 export interface PauseWords {
@@ -66,6 +68,7 @@ export const BrokerRateLimited = defineError('BrokerRateLimited', 429, (profile:
   ? `The local budget of profile ${profile} is spent: retry in ${seconds} s.`
   : `The ${pause.budget === 'general' ? 'general budget' : `budget for ${pause.budget}`} of profile ${profile} is paused until ${pause.until} by the Defender API's 429 (${pause.cause}): retry in ${seconds} s.`)
 export const BrokerUpstreamUnreachable = defineError('BrokerUpstreamUnreachable', 502, (origin: string, reason: string) => `The Defender API at ${origin} could not be reached: ${reason}. Check the network, proxy and upstream settings.`)
+export const BrokerTunnelUnreachable = defineError('BrokerTunnelUnreachable', 502, (target: string, reason: string) => `The egress proxy could not reach ${target} for the tunnel: ${reason}.`)
 export const BrokerTokenUnavailable = defineError('BrokerTokenUnavailable', 503, (profile: string, seconds: number) => `No valid token for profile ${profile}: Entra ID did not issue one; retry in ${seconds} s and see /status for the reason.`)
 export const BrokerUpstreamTimeout = defineError('BrokerUpstreamTimeout', 504, (origin: string) => `The Defender API at ${origin} did not answer in time.`)
 

@@ -20,6 +20,8 @@ export interface BrokerEnvironment {
   /** Absolute path of BROKER_STATE_DIR. */
   readonly stateDir?: string
   readonly allowUnauthenticated?: boolean
+  /** BROKER_EGRESS_PROXY. */
+  readonly egressProxy?: boolean
   /** AZURE_AUTHORITY_HOST as an origin: it overrides every profile's authority host. */
   readonly authorityHost?: string
   /** BROKER_REDIS_URL or BROKER_REDIS_URL_FILE: budgets shared through that Redis. */
@@ -101,14 +103,10 @@ export function readBrokerEnvironment (env: Environment, cwd: string): BrokerEnv
   if (caFile !== undefined) result.caFile = resolve(cwd, caFile)
   const stateDir = envValue(env, 'BROKER_STATE_DIR')
   if (stateDir !== undefined) result.stateDir = resolve(cwd, stateDir)
-  const allow = envValue(env, 'BROKER_ALLOW_UNAUTHENTICATED')
-  if (allow !== undefined) {
-    const flag = allow.toLowerCase()
-    if (!['true', 'false', '1', '0'].includes(flag)) {
-      throw new BrokerConfigInvalid('BROKER_ALLOW_UNAUTHENTICATED', 'must be true, false, 1 or 0')
-    }
-    result.allowUnauthenticated = flag === 'true' || flag === '1'
-  }
+  const allow = booleanVariable(env, 'BROKER_ALLOW_UNAUTHENTICATED')
+  if (allow !== undefined) result.allowUnauthenticated = allow
+  const egressProxy = booleanVariable(env, 'BROKER_EGRESS_PROXY')
+  if (egressProxy !== undefined) result.egressProxy = egressProxy
   const authorityHost = envValue(env, 'AZURE_AUTHORITY_HOST')
   if (authorityHost !== undefined) {
     result.authorityHost = parseOrigin(authorityHost, 'AZURE_AUTHORITY_HOST', { allowLoopbackHttp: false })
@@ -121,6 +119,14 @@ export function readBrokerEnvironment (env: Environment, cwd: string): BrokerEnv
   if (redisUrl !== undefined) result.redisUrl = inlineSecret(redisUrl, 'BROKER_REDIS_URL')
   if (redisUrlFile !== undefined) result.redisUrl = fileSecret(resolve(cwd, redisUrlFile), 'BROKER_REDIS_URL_FILE')
   return result
+}
+
+function booleanVariable (env: Environment, name: string): boolean | undefined {
+  const value = envValue(env, name)
+  if (value === undefined) return undefined
+  const flag = value.toLowerCase()
+  if (!['true', 'false', '1', '0'].includes(flag)) throw new BrokerConfigInvalid(name, 'must be true, false, 1 or 0')
+  return flag === 'true' || flag === '1'
 }
 
 /** With profiles in the config file, the single-profile variables have nothing to apply to. */

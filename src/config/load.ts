@@ -26,9 +26,9 @@ import {
   ProfileSchema,
   type ConfigFile
 } from './schema.js'
-import { readCaFile, readSigningKeyFile } from './secret-files.js'
+import { readCaFile, readPrivateKeyFile, readSigningKeyFile } from './secret-files.js'
 import { defaultStateDir } from './state-dir.js'
-import type { Config } from './types.js'
+import type { Config, EgressProxyConfig } from './types.js'
 import { assertMatchesSchema, dottedPath } from './validate.js'
 
 export { isNoCredentialsError, type Environment } from './environment.js'
@@ -99,10 +99,35 @@ export function loadConfig (options: LoadConfigOptions): Config {
     brokerTokens: resolveBrokerTokens(broker.tokenKeyFile, settings.brokerTokens?.signingKeyFile, fileDir),
     ...(extraCaPem === undefined ? {} : { extraCaPem }),
     allowUnauthenticated: broker.allowUnauthenticated ?? settings.allowUnauthenticated ?? false,
+    egressProxy: resolveEgressProxy(settings.egressProxy, broker.egressProxy, fileDir),
     stateDir: broker.stateDir ?? (settings.stateDir === undefined ? defaultStateDir(env) : resolve(fileDir, settings.stateDir)),
     source: file?.path ?? 'environment'
   }
   return deepFreeze(config)
+}
+
+const HTTPS_PORT = 443
+
+/** The egress proxy's settings; a CA given as files is checked now, and read when the broker starts. */
+function resolveEgressProxy (settings: ConfigFile['egressProxy'], enabledByEnv: boolean | undefined, fileDir: string): EgressProxyConfig {
+  const tunnelAllow = (settings?.tunnelAllow ?? []).map((entry, index) => {
+    const colon = entry.lastIndexOf(':')
+    const port = colon === -1 ? HTTPS_PORT : Number(entry.slice(colon + 1))
+    if (port < 1 || port > 65535) throw new BrokerConfigInvalid(`egressProxy.tunnelAllow[${index}]`, 'has a port outside 1 to 65535')
+    return { host: (colon === -1 ? entry : entry.slice(0, colon)).toLowerCase(), port }
+  })
+  const { caCertFile, caKeyFile } = settings ?? {}
+  if ((caCertFile === undefined) !== (caKeyFile === undefined)) {
+    throw new BrokerConfigInvalid(caCertFile === undefined ? 'egressProxy.caKeyFile' : 'egressProxy.caCertFile',
+      'is set without its pair: set both caCertFile and caKeyFile, or neither (the broker then makes its own CA in stateDir)')
+  }
+  let ca: EgressProxyConfig['ca']
+  if (caCertFile !== undefined && caKeyFile !== undefined) {
+    ca = { certFile: resolve(fileDir, caCertFile), keyFile: resolve(fileDir, caKeyFile) }
+    readCaFile(ca.certFile, 'egressProxy.caCertFile')
+    readPrivateKeyFile(ca.keyFile, 'egressProxy.caKeyFile')
+  }
+  return { enabled: enabledByEnv ?? settings?.enabled ?? false, tunnelAllow, ...(ca === undefined ? {} : { ca }) }
 }
 
 /** The signing key file, checked now (read once, when the first broker token is made or checked). */

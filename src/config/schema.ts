@@ -31,6 +31,7 @@ export const RULE_PATTERN = '^(?:GET|HEAD|POST|PUT|PATCH|DELETE|\\*) /\\S*$'
 export const BASE_PATH_PATTERN = '^/[A-Za-z0-9._~/-]*$'
 export const SCOPE_PATTERN = '^\\S+/\\.default$'
 export const HOST_PATTERN = '^[^\\s/?#@]+$'
+export const TUNNEL_HOST_PATTERN = '^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?::[0-9]{1,5})?$'
 
 /** What a failed `pattern` means, in words: TypeBox's own message only quotes the expression. */
 export const PATTERN_HINTS: Readonly<Record<string, string>> = Object.freeze({
@@ -41,7 +42,8 @@ export const PATTERN_HINTS: Readonly<Record<string, string>> = Object.freeze({
   [RULE_PATTERN]: 'must be "METHOD /path" with METHOD one of GET, HEAD, POST, PUT, PATCH, DELETE or *, e.g. "GET /api/**"',
   [BASE_PATH_PATTERN]: 'must be a path such as /fabrikam: "/" followed by letters, digits, ".", "_", "~", "-" and "/"',
   [SCOPE_PATTERN]: 'must be an app-only scope ending in /.default, e.g. https://api.securitycenter.microsoft.com/.default',
-  [HOST_PATTERN]: 'must be a host name or an IP address'
+  [HOST_PATTERN]: 'must be a host name or an IP address',
+  [TUNNEL_HOST_PATTERN]: 'must be a host name with an optional :port, e.g. graph.microsoft.com or proxy.example.com:8443'
 })
 
 const strict = { additionalProperties: false } as const
@@ -307,6 +309,18 @@ export const ConfigFileSchema = Type.Object({
   }, { ...strict, description: 'Broker tokens: what the token endpoint and the managed-identity endpoint hand out, valid only at this broker.' })),
   caFile: Type.Optional(filePath('PEM file of extra CA certificates trusted for outbound TLS (e.g. a TLS-inspecting proxy). BROKER_CA_FILE overrides it.')),
   stateDir: Type.Optional(filePath('Directory where the broker keeps what it makes once and must find again after a restart: the egress proxy\'s CA and the key that signs broker tokens (mode 0700, files 0600). BROKER_STATE_DIR overrides it. Default: $XDG_STATE_HOME/defender-token-broker, else ~/.local/state/defender-token-broker.')),
+  egressProxy: Type.Optional(Type.Object({
+    enabled: Type.Optional(Type.Boolean({
+      default: false,
+      description: 'Answer CONNECT as an HTTPS proxy for tools whose URLs are fixed: the Entra sign-in and Defender API hosts are intercepted with certificates from the broker\'s CA and served like any request; every other host is refused. BROKER_EGRESS_PROXY=1 overrides it.'
+    })),
+    tunnelAllow: Type.Optional(Type.Array(
+      Type.String({ pattern: TUNNEL_HOST_PATTERN, maxLength: 260, description: 'A host name, with :port when it is not 443.' }),
+      { default: [], description: 'Hosts a CONNECT may reach through a blind tunnel (no interception, no token): what else the tools need to reach through the same proxy setting.' }
+    )),
+    caCertFile: Type.Optional(filePath('PEM file of the CA certificate that signs the intercepted hosts\' certificates. Absent: the broker makes one on first use and keeps it in stateDir (egress-ca.pem). Set with caKeyFile.')),
+    caKeyFile: Type.Optional(filePath('PEM file of the private key of caCertFile; it must not be readable by group or others.'))
+  }, { ...strict, description: 'The HTTPS egress proxy (off by default): tools set HTTPS_PROXY to the broker and trust its CA (`defender-token-broker ca`).' })),
   allowUnauthenticated: Type.Optional(Type.Boolean({
     default: false,
     description: 'Accept listening on a non-loopback address with no clients. BROKER_ALLOW_UNAUTHENTICATED overrides it.'

@@ -117,6 +117,18 @@ export function readCaFile (file: string, path: string): string {
   return pem
 }
 
+/** Reads an unencrypted PEM private key that must be kept private. */
+export function readPrivateKeyFile (file: string, path: string): string {
+  const pem = readChecked(file, path, { private: true })
+  if (pem.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || pem.includes('Proc-Type: 4,ENCRYPTED')) {
+    throw new BrokerConfigInvalid(path, `the private key in ${file} is encrypted: give it unencrypted, in a file only the broker's user may read`)
+  }
+  if (!/-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----/.test(pem)) {
+    throw new BrokerConfigInvalid(path, `the file ${file} holds no PRIVATE KEY block: it must be a PEM file of the CA's private key`)
+  }
+  return pem
+}
+
 /** Shortest signing key accepted: HS256's own key length. */
 export const MIN_SIGNING_KEY_BYTES = 32
 

@@ -126,6 +126,20 @@ export interface ClientConfig {
   readonly allow: readonly string[]
 }
 
+export interface TunnelTarget {
+  /** Lower-case host name. */
+  readonly host: string
+  readonly port: number
+}
+
+export interface EgressProxyConfig {
+  readonly enabled: boolean
+  /** Hosts a CONNECT may reach blind, without interception. */
+  readonly tunnelAllow: readonly TunnelTarget[]
+  /** A CA given as files (absolute paths); absent, the broker's own in the state directory. */
+  readonly ca?: { readonly certFile: string, readonly keyFile: string }
+}
+
 export interface Config {
   readonly listen: {
     readonly host: string
@@ -164,6 +178,7 @@ export interface Config {
   /** PEM text of extra CAs trusted for outbound TLS (BROKER_CA_FILE). */
   readonly extraCaPem?: string
   readonly allowUnauthenticated: boolean
+  readonly egressProxy: EgressProxyConfig
   readonly reads: ReadsConfig
   /** Where what the broker makes once is kept (see `state-dir.ts`); absolute. */
   readonly stateDir: string

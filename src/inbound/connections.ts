@@ -41,6 +41,19 @@ export function markAuthenticated (socket: Socket): void {
 }
 
 /**
+ * The connection of an intercepted CONNECT: it carries the TLS connection the server serves
+ * inside it, which is tracked on its own. It never counts as idle, so neither a drain nor the
+ * connection limit closes it under a request in progress; it goes when the one inside goes.
+ */
+export function markCarrier (socket: Socket): void {
+  const state = (socket as TrackedSocket)[STATE]
+  if (state === undefined) return
+  state.inProgress++
+  state.authenticated = true
+  socket.setTimeout(0)
+}
+
+/**
  * Which open connections have a request in progress, and which have presented a valid key.
  *
  * Draining: Node's `closeIdleConnections` leaves a connection that never sent a whole request

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream'
 import { BrokerBadRequest, BrokerBadRequestTarget, type BrokerHttpError } from '../common/errors.js'
 import { isOwnPath, pathOf } from '../common/paths.js'
+import type { EgressProxy } from './egress-proxy.js'
 import { trackConnections, type Connections } from './connections.js'
 import { applyConnectionLimits, serverOptions, type ServerLimits } from './limits.js'
 import { parserRefusal, protocolViolation, refusedMethod, responseOutstanding, unmetExpectation, upgradeRefusal } from './protocol.js'
@@ -20,6 +21,8 @@ export interface FrontDoorOptions {
   refusals: Refusals
   /** The forwarding pipeline: every path that is not one of the broker's own. */
   forward: ForwardingHandler
+  /** The egress proxy, when the mode is on; off, a CONNECT gets a 405. */
+  egressProxy?: EgressProxy
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -49,7 +52,7 @@ export class FrontDoor {
 
   /** fastify's `serverFactory`: `ownEndpoints` is fastify's handler. */
   createServer (ownEndpoints: Handler): Server {
-    const { limits, refusals, forward } = this.#options
+    const { limits, refusals, forward, egressProxy } = this.#options
     const server = createServer(serverOptions(limits), (req, res) => {
       if (this.#refused.has(req.socket)) return
       const done = connections.requestStarted(req.socket)
@@ -65,7 +68,9 @@ export class FrontDoor {
     })
     server.on('upgrade', (req: IncomingMessage, socket: Duplex) => refusals.refuseSocket(upgradeRefusal(), socket, req))
     // Without a listener Node would drop a CONNECT's connection unanswered.
-    server.on('connect', (req: IncomingMessage, socket: Duplex) => refusals.refuseSocket(refusedMethod('CONNECT') as BrokerHttpError, socket, req))
+    server.on('connect', egressProxy === undefined
+      ? (req: IncomingMessage, socket: Duplex) => refusals.refuseSocket(refusedMethod('CONNECT') as BrokerHttpError, socket, req)
+      : (req: IncomingMessage, socket: Duplex, head: Buffer) => egressProxy.connect(req, socket, head, server))
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
       this.#refuse(unmetExpectation(), req, res, connections.requestStarted(req.socket))
     })

@@ -8,6 +8,7 @@ import type { Profile } from '../runtime/profiles.js'
 import { fromBrowserPage, createHostCheck } from './browser-defences.js'
 import { createClientRegistry, presentedKey, type Client } from './client-keys.js'
 import { markAuthenticated } from './connections.js'
+import { tunnelOf } from './egress-proxy.js'
 import { compileRules } from './rules.js'
 
 const ALLOW_ALL = compileRules([])
@@ -35,7 +36,8 @@ export function createInboundGate (config: Config, brokerTokens: BrokerTokens) {
   }
 
   return function admit (req: IncomingMessage, openPath: boolean): Client | undefined {
-    const badHost = hostAllowed(req)
+    const tunnel = tunnelOf(req.socket)
+    const badHost = tunnel === undefined ? hostAllowed(req) : tunnelHostMismatch(req, tunnel.host, tunnel.port)
     if (badHost !== undefined) throw new BrokerMisdirected(JSON.stringify(badHost))
     const browser = fromBrowserPage(req)
     if (browser !== undefined) throw new BrokerForbidden(browser)
@@ -50,12 +52,24 @@ export function createInboundGate (config: Config, brokerTokens: BrokerTokens) {
       markAuthenticated(req.socket)
       return client
     }
+    // Inside an intercepted CONNECT, the key of its Proxy-Authorization stands for a request that carries none.
+    if (key === undefined && tunnel?.client !== undefined) {
+      markAuthenticated(req.socket)
+      return tunnel.client
+    }
     if (!keysRequired) return undefined
     const client = verify(key)
     if (client === undefined) throw new BrokerUnauthenticated()
     markAuthenticated(req.socket)
     return client
   }
+}
+
+/** Inside an intercepted CONNECT, the one host a request may name is the CONNECT's. */
+function tunnelHostMismatch (req: IncomingMessage, host: string, port: number): string | undefined {
+  const sent = req.headers.host?.toLowerCase()
+  if (sent === undefined) return 'no Host header'
+  return sent === host || sent === `${host}:${port}` ? undefined : sent
 }
 
 declare module 'fastify' {

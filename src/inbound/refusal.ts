@@ -135,10 +135,14 @@ function isUpstreamFailure (error: BrokerHttpError): boolean {
   return error instanceof BrokerUpstreamUnreachable || error instanceof BrokerUpstreamTimeout
 }
 
-/** The headers an error answer has besides its body's: `Allow` with a 405 (RFC 9110 15.5.6), `Retry-After` with a wait. */
+/**
+ * The headers an error answer has besides its body's: `Allow` with a 405 (RFC 9110 15.5.6),
+ * `Proxy-Authenticate` with a 407 (15.5.8), `Retry-After` with a wait.
+ */
 function headersOf (error: BrokerHttpError): Record<string, string> {
   const headers: Record<string, string> = {}
   if (error.statusCode === 405) headers.allow = FORWARDED_METHODS
+  if (error.statusCode === 407) headers['proxy-authenticate'] = 'Basic realm="defender-token-broker", charset="UTF-8"'
   if (error.retryAfter !== undefined) headers['retry-after'] = String(error.retryAfter)
   return headers
 }

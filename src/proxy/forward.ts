@@ -1,10 +1,13 @@
+import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { Clock } from '../common/clock.js'
 import { BrokerBadRequestTarget, BrokerNotFound } from '../common/errors.js'
 import { pathOf } from '../common/paths.js'
 import type { Config } from '../config/types.js'
 import { assertPermitted, endpointChangesState, findEndpoint } from '../defender/catalogue.js'
+import type { Tunnel } from '../egress/hosts.js'
 import type { Client } from '../inbound/client-keys.js'
+import { tunnelOf } from '../inbound/egress-proxy.js'
 import { watchMachineActionId } from '../observability/audit.js'
 import type { BrokerMetrics } from '../observability/metrics.js'
 import { upstreamError } from '../outbound/network-failure.js'
@@ -25,6 +28,8 @@ export interface ForwarderOptions {
   clock: Clock
   metrics: BrokerMetrics
   route: (target: string, pinned?: string) => ProfileMatch | undefined
+  /** A request inside an intercepted CONNECT: routed by the host it was sent to, or by its broker token's profile. */
+  routeTunnelled: (tunnel: Tunnel, target: string, pinned?: string) => ProfileMatch | undefined
   authorize: (client: Client | undefined, method: string, profile: Profile, upstreamTarget: string) => void
   /** Collapsing and the cache; absent, every read makes its own call. */
   reads?: SharedReads
@@ -38,7 +43,7 @@ export interface ForwarderOptions {
  * reads) may send round again, then the answer passed on with paging kept on the broker.
  */
 export function createForwarder (options: ForwarderOptions) {
-  const { dispatcher, route, authorize, clock, metrics, reads } = options
+  const { dispatcher, route, routeTunnelled, authorize, clock, metrics, reads } = options
   const responseTimeoutMs = options.config.upstreamTimeouts.responseSeconds * 1000
   const limits: RetryLimits = options.config.retry
   /** What may send a request round again, by the API's status. */
@@ -48,7 +53,8 @@ export function createForwarder (options: ForwarderOptions) {
   async function prepare (request: ForwardedRequest): Promise<Call> {
     const { req, facts } = request
     const target = req.url as string
-    const match = route(target, request.caller?.profile)
+    const tunnel = tunnelOf(req.socket)
+    const match = tunnel === undefined ? route(target, request.caller?.profile) : routeTunnelled(tunnel, target, request.caller?.profile)
     if (match === undefined) throw new BrokerNotFound(pathOf(target))
     const { profile, upstreamTarget } = match
     const method = req.method as string
@@ -112,9 +118,12 @@ export function createForwarder (options: ForwarderOptions) {
     if (typeof requestId === 'string') facts.upstreamRequestId = requestId
     facts.upstreamStatus = status
     facts.upstream = origin
-    const base = profile.config.basePath === '/' ? '' : profile.config.basePath
+    // Through the egress proxy, the tool asked the API's own host: its pages stay on that host, and so on the proxy.
+    const base = tunnelOf(req.socket as Socket | null) !== undefined
+      ? `https://${req.headers.host}`
+      : `http://${req.headers.host}${profile.config.basePath === '/' ? '' : profile.config.basePath}`
     try {
-      const shaping = shapeResponse(method, status, head.headers, body, origin, `http://${req.headers.host}${base}`)
+      const shaping = shapeResponse(method, status, head.headers, body, origin, base)
       const { headers, body: shaped } = shaping instanceof Promise ? await shaping : shaping
       if (extra !== undefined) Object.assign(headers, extra)
       const sent = facts.changesState === true && status >= 200 && status < 300
