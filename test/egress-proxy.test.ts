@@ -16,6 +16,7 @@ import { createTestPki } from '../src/simulator/index.js'
 import { ALL_ROLES, holderOf, startBrokerStack, type BrokerStack } from './helpers/broker.js'
 import { missingProgram } from './helpers/programs.js'
 import { openConnection } from './helpers/raw-socket.js'
+import { runNodeTool, runTool, type ToolRun } from './helpers/tools.js'
 import { startUpstream } from './helpers/upstream.js'
 
 // The egress proxy, end to end with the clients tools use, configured only through their own
@@ -134,6 +135,46 @@ t.test('python3 requests with HTTPS_PROXY and REQUESTS_CA_BUNDLE gets the alerts
   t.equal(answer.status, 200)
   t.same(answer.body.value.map((alert) => alert.id), stack.simulator.defender.data.alerts.slice(0, 2).map((alert) => alert.id), 'the alerts arrived')
   assertRealTokenUpstreamOnly(t, stack, '/api/alerts?%24top=2', stdout)
+})
+
+/** What a tool printed last: the token it used, the API's status and body. */
+function assertToolGotAlerts (t: Test, run: ToolRun): void {
+  t.equal(run.code, 0, run.stderr)
+  const out = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}') as { token: string, status: number, body: string }
+  t.equal(out.status, 200, 'the API answered 200 through the broker')
+  t.same((JSON.parse(out.body) as { value: Array<{ id: string }> }).value.map((alert) => alert.id),
+    stack.simulator.defender.data.alerts.slice(0, 2).map((alert) => alert.id), 'the alerts arrived')
+  t.not(out.token, realToken(stack), 'it signed in and got a broker token')
+  assertRealTokenUpstreamOnly(t, stack, '/api/alerts', run.stdout + run.stderr)
+}
+
+t.test('@azure/identity ClientSecretCredential, its authority and instance discovery as they come, through HTTPS_PROXY', async (t) => {
+  const source = `
+import { ClientSecretCredential } from '@azure/identity'
+import { EnvHttpProxyAgent, fetch } from 'undici'
+const credential = new ClientSecretCredential(process.env.TENANT_ID, process.env.CLIENT_ID, 'anything')
+const { token } = await credential.getToken('https://api.securitycenter.microsoft.com/.default')
+const res = await fetch('https://api.securitycenter.microsoft.com/api/alerts?$top=2', { headers: { authorization: 'Bearer ' + token }, dispatcher: new EnvHttpProxyAgent() })
+console.log(JSON.stringify({ token, status: res.status, body: await res.text() }))`
+  assertToolGotAlerts(t, await runNodeTool(source, {
+    HTTPS_PROXY: stack.url, NODE_EXTRA_CA_CERTS: caFile, TENANT_ID: stack.simulator.tenantId, CLIENT_ID: stack.simulator.clientId
+  }))
+})
+
+const withoutAzureIdentity = missingProgram(t, { command: '/usr/bin/python3', versionArgs: ['-c', 'import azure.identity, requests'], neededFor: 'python3-azure through the egress proxy' })
+
+t.test('python3 azure-identity and requests, as a script has them, with HTTPS_PROXY and REQUESTS_CA_BUNDLE', { skip: withoutAzureIdentity ?? false }, async (t) => {
+  const script = [
+    'import json, os, requests',
+    'from azure.identity import ClientSecretCredential',
+    'credential = ClientSecretCredential(os.environ["TENANT_ID"], os.environ["CLIENT_ID"], "anything")',
+    'token = credential.get_token("https://api.securitycenter.microsoft.com/.default").token',
+    'r = requests.get("https://api.securitycenter.microsoft.com/api/alerts", params={"$top": "2"}, headers={"Authorization": "Bearer " + token})',
+    'print(json.dumps({"token": token, "status": r.status_code, "body": r.text}))'
+  ].join('\n')
+  assertToolGotAlerts(t, await runTool('/usr/bin/python3', ['-c', script], {
+    HTTPS_PROXY: stack.url, REQUESTS_CA_BUNDLE: caFile, TENANT_ID: stack.simulator.tenantId, CLIENT_ID: stack.simulator.clientId
+  }))
 })
 
 for (const [form, tokenUrl, resource] of [
