@@ -258,3 +258,24 @@ t.test('only 200 answers are kept, and the cache is bounded, least recently used
   await get('/api/machines/b', 200, big)
   t.equal(api.upstream.requests.length, 6, 'b was gone')
 })
+
+t.test('a shared call whose body is cut off is cut off for each client that waited, as it would have been alone', async (t) => {
+  const held: ServerResponse[] = []
+  const upstream = await startUpstream(t, (req, res) => {
+    readBody(req).then(() => held.push(res), () => res.destroy())
+  })
+  const stack = await stackWith(t, upstream)
+  const reads = Array.from({ length: 3 }, () => request(`${stack.url}/api/alerts`))
+  while (held.length < 1) await new Promise((resolve) => setImmediate(resolve))
+  await settled(stack, () => false)
+  for (const res of held) {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '100000' })
+    res.write(Buffer.alloc(1000), () => res.socket?.destroy())
+  }
+  for (const pending of reads) {
+    const res = await pending
+    t.equal(res.statusCode, 200, 'the head came through')
+    await t.rejects(res.body.text(), 'reading the body fails rather than ending early and cleanly')
+  }
+  t.equal(upstream.requests.length, 1, 'one call')
+})

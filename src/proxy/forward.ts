@@ -19,7 +19,7 @@ import { upstreamRequestHeaders } from './headers.js'
 import { takeRequestBody } from './request-body.js'
 import { shapeResponse } from './response.js'
 import { readKey, SHARED_BODY_LIMIT, wantsFresh, type ReadOutcome, type SharedReads } from './shared-reads.js'
-import { holdBody, rejoin, StoredBody, streamedBody, type AnswerBody, type StoredAnswer } from './stored-answer.js'
+import { cutBody, holdBody, rejoin, StoredBody, streamedBody, type AnswerBody, type StoredAnswer } from './stored-answer.js'
 import { UpstreamExchange, type UpstreamHead } from './upstream-exchange.js'
 
 export interface ForwarderOptions {
@@ -183,6 +183,7 @@ export function createForwarder (options: ForwarderOptions) {
     if (outcome === undefined) return
     if (outcome.kind === 'failed') throw outcome.error
     if (outcome.kind === 'stored') return deliver(call, outcome.answer, new StoredBody(outcome.answer.body))
+    if (outcome.kind === 'cut') return deliver(call, outcome.head, cutBody(outcome.bytes, outcome.error))
     const body = outcome.take(request.client)
     if (body !== undefined) return deliver(call, outcome.head, body)
     // Too long to share, and another client has it: this one makes its own call.
@@ -205,6 +206,7 @@ export function createForwarder (options: ForwarderOptions) {
       (Number.isNaN(length) && typeof type === 'string' && type.includes('json'))
     if (!holdable) return handOver(head, exchange, exchange)
     const held = await holdBody(exchange.stream(), SHARED_BODY_LIMIT)
+    if (held.error !== undefined) return { kind: 'cut', head, bytes: Buffer.concat(held.chunks), error: held.error }
     if (held.ended) {
       const stored: StoredAnswer = { status: head.status, headers: head.headers, body: Buffer.concat(held.chunks), receivedAt: clock.now() }
       if (keep !== undefined && head.status === 200) keep(stored)

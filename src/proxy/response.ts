@@ -82,6 +82,7 @@ export function shapeResponse (
   }
   if (decoder === undefined || length > SMALL_PAGE_BYTES) return streamed(body.stream())
   return holdBody(body.stream(), SMALL_PAGE_BYTES).then(async (held) => {
+    if (held.error !== undefined) throw held.error
     if (!held.ended) return streamed(rejoin(held))
     const compressed = Buffer.concat(held.chunks)
     const page = await decoder.whole(compressed, { maxOutputLength: MAX_INFLATED_PAGE_BYTES }).catch(() => undefined)

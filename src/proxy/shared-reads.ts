@@ -28,6 +28,8 @@ export type ReadOutcome =
    * its going away stops the call; the others make their own.
    */
   | { readonly kind: 'streamed', readonly head: UpstreamHead, readonly take: (client: ClientWatch) => AnswerBody | undefined }
+  /** The body failed part way: each client gets the head, what came, and the cut. */
+  | { readonly kind: 'cut', readonly head: UpstreamHead, readonly bytes: Buffer, readonly error: Error }
   /** No answer: each client gets the same error. */
   | { readonly kind: 'failed', readonly error: unknown }
 

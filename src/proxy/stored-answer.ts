@@ -56,20 +56,26 @@ export interface HeldBody {
   ended: boolean
   /** The rest of the body when more than the limit came. */
   rest: Readable
+  /** The body failed (the API's connection cut off) after `chunks`. */
+  error?: Error
 }
 
-/** Reads a body until it ends or passes `limit` bytes, whichever comes first, without losing any of it. */
+/**
+ * Reads a body until it ends, fails or passes `limit` bytes, whichever comes first, without
+ * losing any of it.
+ */
 export function holdBody (source: Readable, limit: number): Promise<HeldBody> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = []
     let size = 0
-    const done = (ended: boolean) => {
+    const done = (ended: boolean, error?: Error) => {
       source.off('data', data)
       source.off('end', end)
-      source.off('error', reject)
+      source.off('error', failed)
       source.pause()
-      resolve({ chunks, ended, rest: source })
+      resolve(error === undefined ? { chunks, ended, rest: source } : { chunks, ended, rest: source, error })
     }
+    const failed = (err: Error) => done(false, err)
     const data = (chunk: Buffer) => {
       chunks.push(chunk)
       size += chunk.length
@@ -78,8 +84,33 @@ export function holdBody (source: Readable, limit: number): Promise<HeldBody> {
     const end = () => done(true)
     source.on('data', data)
     source.once('end', end)
-    source.once('error', reject)
+    source.once('error', failed)
   })
+}
+
+/**
+ * A body that failed part way: what came, then the failure. Its client gets the same as it
+ * would have alone: the head, those bytes, and the response cut off.
+ */
+export function cutBody (bytes: Buffer, error: Error): AnswerBody {
+  return {
+    takeIfComplete: () => undefined,
+    readAll: () => Promise.reject(error),
+    stream: () => {
+      let sent = bytes.length === 0
+      return new Readable({
+        read () {
+          // The bytes first, written out to the client; the failure after, as it came from the API.
+          if (sent) {
+            setImmediate(() => this.destroy(error))
+            return
+          }
+          sent = true
+          this.push(bytes)
+        }
+      })
+    }
+  }
 }
 
 /** A held body whole again: what was held, then the rest as it comes. */
