@@ -205,13 +205,17 @@ export function createForwarder (options: ForwarderOptions) {
     const holdable = call.method === 'HEAD' || length <= SHARED_BODY_LIMIT ||
       (Number.isNaN(length) && typeof type === 'string' && type.includes('json'))
     if (!holdable) return handOver(head, exchange, exchange)
+    const stored = (body: Buffer): ReadOutcome => {
+      const answer: StoredAnswer = { status: head.status, headers: head.headers, body, receivedAt: clock.now() }
+      if (keep !== undefined && head.status === 200) keep(answer)
+      return { kind: 'stored', answer }
+    }
+    // A small page has usually arrived whole with its head: no stream to read it through.
+    const whole = exchange.takeIfComplete()
+    if (whole !== undefined) return stored(whole)
     const held = await holdBody(exchange.stream(), SHARED_BODY_LIMIT)
     if (held.error !== undefined) return { kind: 'cut', head, bytes: Buffer.concat(held.chunks), error: held.error }
-    if (held.ended) {
-      const stored: StoredAnswer = { status: head.status, headers: head.headers, body: Buffer.concat(held.chunks), receivedAt: clock.now() }
-      if (keep !== undefined && head.status === 200) keep(stored)
-      return { kind: 'stored', answer: stored }
-    }
+    if (held.ended) return stored(Buffer.concat(held.chunks))
     return handOver(head, streamedBody(rejoin(held)), exchange)
   }
 
