@@ -1,26 +1,18 @@
-import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config/load.js'
 import type { Config, RateLimitConfig, RedisTarget } from '../src/config/types.js'
-import { createLogger } from '../src/observability/logger.js'
 import type { BudgetStore, RateBudget } from '../src/ratelimit/profile-budget.js'
 import { startSimulator, type Simulator } from '../src/simulator/index.js'
-import { createLogSink, simulatorEnv, type LogSink } from './helpers/broker.js'
+import { simulatorEnv } from './helpers/broker.js'
 import { command, startCluster, startSentinelGroup } from './helpers/redis-ha.js'
-import { requireRedis } from './helpers/redis.js'
+import { countStatuses, requireRedis, startBudgetBroker, type BudgetBroker } from './helpers/redis.js'
 import { readBody, startUpstream, type Upstream } from './helpers/upstream.js'
 
 interface Teardown {
   teardown: (fn: () => unknown) => void
 }
 
-interface Broker {
-  app: FastifyInstance
-  url: string
-  logs: LogSink
-  budget: RateBudget
-}
+type Broker = BudgetBroker
 
 const KEY_PREFIX = 'ha-test:'
 
@@ -51,14 +43,7 @@ async function startBrokers (t: Teardown, count: number, options: {
         ...(options.windows === undefined ? {} : { windows: options.windows })
       }
     })
-    const logs = createLogSink()
-    const app = await buildApp(config, { logger: createLogger({ level: 'debug', destination: logs.stream }), env: {} })
-    t.teardown(() => app.close())
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    const address = app.server.address()
-    const url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
-    await Promise.all(app.profiles.map((profile) => profile.tokens.get()))
-    return { app, url, logs, budget: (app.profiles[0] as { budget: RateBudget }).budget }
+    return await startBudgetBroker(t, config)
   }))
 }
 
@@ -70,11 +55,7 @@ async function get (broker: Broker): Promise<number> {
   return response.status
 }
 
-function statuses (answers: number[]): Record<number, number> {
-  const counts: Record<number, number> = {}
-  for (const status of answers) counts[status] = (counts[status] ?? 0) + 1
-  return counts
-}
+const statuses = countStatuses
 
 async function budgetOf (broker: Broker): Promise<unknown> {
   const response = await fetch(`${broker.url}/status`, { signal: AbortSignal.timeout(5000) })

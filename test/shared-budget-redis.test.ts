@@ -1,25 +1,17 @@
-import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config/load.js'
 import type { Config, RateLimitConfig } from '../src/config/types.js'
-import { createLogger } from '../src/observability/logger.js'
 import type { BudgetStore, RateBudget } from '../src/ratelimit/profile-budget.js'
 import { startSimulator, type Simulator } from '../src/simulator/index.js'
-import { ALL_ROLES, createLogSink, simulatorEnv, type LogSink } from './helpers/broker.js'
-import { requireRedis, startRedis } from './helpers/redis.js'
+import { ALL_ROLES, simulatorEnv } from './helpers/broker.js'
+import { countStatuses, requireRedis, startBudgetBroker, startRedis, type BudgetBroker } from './helpers/redis.js'
 import { readBody, startUpstream, type Upstream, type UpstreamHandler } from './helpers/upstream.js'
 
 interface Teardown {
   teardown: (fn: () => unknown) => void
 }
 
-interface Broker {
-  app: FastifyInstance
-  url: string
-  logs: LogSink
-  budget: RateBudget
-}
+type Broker = BudgetBroker
 
 interface BrokersOptions {
   simulator: Simulator
@@ -61,14 +53,7 @@ async function startBrokers (t: Teardown, count: number, options: BrokersOptions
         ...(options.windows === undefined ? {} : { windows: options.windows })
       }
     })
-    const logs = createLogSink()
-    const app = await buildApp(config, { logger: createLogger({ level: 'debug', destination: logs.stream }), env: {} })
-    t.teardown(() => app.close())
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    const address = app.server.address()
-    const url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
-    await Promise.all(app.profiles.map((profile) => profile.tokens.get()))
-    return { app, url, logs, budget: (app.profiles[0] as { budget: RateBudget }).budget }
+    return await startBudgetBroker(t, config)
   }))
 }
 
@@ -92,9 +77,7 @@ async function burst (brokers: Broker[], perBroker: number): Promise<Answer[]> {
 }
 
 function statuses (answers: Answer[]): Record<number, number> {
-  const counts: Record<number, number> = {}
-  for (const { status } of answers) counts[status] = (counts[status] ?? 0) + 1
-  return counts
+  return countStatuses(answers.map((answer) => answer.status))
 }
 
 async function storeOf (broker: Broker): Promise<string> {

@@ -1,3 +1,9 @@
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../src/app.js'
+import type { Config } from '../../src/config/types.js'
+import { createLogger } from '../../src/observability/logger.js'
+import type { RateBudget } from '../../src/ratelimit/profile-budget.js'
+import { createLogSink, type LogSink } from './broker.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
@@ -108,4 +114,31 @@ export async function startRedis (t: Teardown, options: { password?: string, por
       child = await spawnRedis(port, options.password)
     }
   }
+}
+
+/** A broker serving a shared budget, as one replica runs it. */
+export interface BudgetBroker {
+  app: FastifyInstance
+  url: string
+  logs: LogSink
+  budget: RateBudget
+}
+
+/** Builds the broker of `config`, listens on 127.0.0.1 port 0, and waits for its first token. */
+export async function startBudgetBroker (t: { teardown: (fn: () => unknown) => void }, config: Config): Promise<BudgetBroker> {
+  const logs = createLogSink()
+  const app = await buildApp(config, { logger: createLogger({ level: 'debug', destination: logs.stream }), env: {} })
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  const url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+  await Promise.all(app.profiles.map((profile) => profile.tokens.get()))
+  return { app, url, logs, budget: (app.profiles[0] as { budget: RateBudget }).budget }
+}
+
+/** How many answers had each status. */
+export function countStatuses (statuses: number[]): Record<number, number> {
+  const counts: Record<number, number> = {}
+  for (const status of statuses) counts[status] = (counts[status] ?? 0) + 1
+  return counts
 }
