@@ -165,8 +165,8 @@ export function createForwarder (options: ForwarderOptions) {
     const { request, profile, method, upstreamTarget } = call
     const name = profile.config.name
     const keepFor = reads.keepFor(name, method, upstreamTarget)
-    const fresh = wantsFresh(request.req.headers)
-    if (keepFor !== undefined && !fresh) {
+    // Only a read a cache rule covers looks at Cache-Control: most reads have none.
+    if (keepFor !== undefined && !wantsFresh(request.req.headers)) {
       const kept = reads.kept(key)
       if (kept !== undefined) {
         request.facts.saved = 'cached'
