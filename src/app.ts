@@ -119,7 +119,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   app.setErrorHandler((error: Error, request, reply) => refusals.toReply(error, request, reply))
 
   registerInbound(app, admit)
-  registerOwnEndpoints(app, { profiles, clock, metrics })
+  registerOwnEndpoints(app, { profiles, clock, metrics, clients: config.clients })
   registerSignIn(app, {
     issuer: createIssuer({ profiles, clients: createClientRegistry(config.clients), keysRequired: config.clients.length > 0, brokerTokens }),
     clock,

@@ -2,12 +2,15 @@ import type { FastifyInstance } from 'fastify'
 import type { Clock } from './common/clock.js'
 import { BrokerNotFound } from './common/errors.js'
 import { RESERVED_PATHS } from './common/paths.js'
+import type { ClientConfig } from './config/types.js'
+import { dryRunClientsOf } from './guards/guards.js'
 import type { Profile } from './runtime/profiles.js'
 import type { BudgetReport } from './ratelimit/profile-budget.js'
 import type { BrokerMetrics } from './observability/metrics.js'
 
 export interface OwnEndpointsOptions {
   profiles: readonly Profile[]
+  clients: readonly ClientConfig[]
   clock: Clock
   metrics: BrokerMetrics
 }
@@ -21,8 +24,25 @@ function budgetView (report: BudgetReport) {
   return { ...report, pauses: report.pauses.map(({ budget, until, cause }) => ({ budget, until: iso(until), cause })) }
 }
 
+/**
+ * A profile's guard rails as /status shows them: each cap with its use, the protected machines,
+ * the indicator allowlist, and the clients whose state-changing calls are dry runs. Absent when
+ * the profile has none and no client of it is a dry-run one.
+ */
+async function guardsView (profile: Profile, clients: readonly ClientConfig[]) {
+  const { guards, config } = profile
+  const dryRunClients = dryRunClientsOf(clients, config.name)
+  if (!guards.active && dryRunClients.length === 0) return undefined
+  return {
+    actions: await guards.use(),
+    protect: guards.config.protect,
+    indicators: guards.config.indicators,
+    dryRunClients
+  }
+}
+
 /** The broker's own routes; registered before the catch-all so no profile can shadow them. */
-export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, metrics }: OwnEndpointsOptions): void {
+export function registerOwnEndpoints (app: FastifyInstance, { profiles, clients, clock, metrics }: OwnEndpointsOptions): void {
   let closing = false
   app.addHook('preClose', async () => {
     closing = true
@@ -67,7 +87,10 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, m
     // A client limited to some profiles sees those only: not the others' tenants, roles or errors.
     const only = request.caller?.profiles
     const shown = only === undefined ? profiles : profiles.filter(({ config }) => only.has(config.name))
-    const budgets = await Promise.all(shown.map(({ budget }) => budget.report()))
+    const [budgets, guards] = await Promise.all([
+      Promise.all(shown.map(({ budget }) => budget.report())),
+      Promise.all(shown.map((profile) => guardsView(profile, clients)))
+    ])
     return {
       time: iso(now),
       profiles: shown.map(({ config, tokens, credential }, index) => {
@@ -91,6 +114,7 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, m
           },
           certificate: credential.certificate?.status(),
           budget: budgetView(budgets[index] as BudgetReport),
+          guards: guards[index],
           nextAttemptAt: iso(status.retryAt),
           lastError: status.lastError === undefined
             ? undefined

@@ -1,5 +1,7 @@
 import { systemClock } from '../common/clock.js'
 import type { CertificateStatus } from '../credentials/index.js'
+import type { ClientConfig } from '../config/types.js'
+import { describeGuards, dryRunClientsOf } from '../guards/guards.js'
 import { createOutboundDispatcher } from '../outbound/dispatcher.js'
 import { createProfiles, type Profile } from '../runtime/profiles.js'
 import { describeRoles } from '../tokens/roles.js'
@@ -20,10 +22,12 @@ interface CheckResult {
   allows?: string[]
   /** The certificate's expiry, for a certificate credential. */
   certificate?: CertificateStatus
+  /** The guard rails that apply to the profile's state-changing calls, in words. */
+  guards: string[]
   error?: { code: string, message: string, hint?: string }
 }
 
-async function checkProfile (profile: Profile): Promise<CheckResult> {
+async function checkProfile (profile: Profile, clients: readonly ClientConfig[]): Promise<CheckResult> {
   const { config, tokens, credential } = profile
   const base = {
     profile: config.name,
@@ -32,7 +36,8 @@ async function checkProfile (profile: Profile): Promise<CheckResult> {
     credential: config.credential.type,
     authority: `${config.authorityHost}/${config.tenantId}`,
     scope: config.scope,
-    upstream: config.upstream
+    upstream: config.upstream,
+    guards: describeGuards(config.guards, dryRunClientsOf(clients, config.name))
   }
   // Read after the token request, which reads the certificate file again.
   const certificate = () => {
@@ -68,6 +73,7 @@ function printHuman (result: CheckResult): string {
     `  upstream    ${result.upstream}`
   ]
   if (result.certificate) lines.push(`  certificate ${describeExpiry(result.certificate)}`)
+  result.guards.forEach((line, index) => lines.push(`  ${index === 0 ? 'guards     ' : '           '} ${line}`))
   if (result.ok) {
     lines.push(`  expires     ${result.expiresAt}`)
     lines.push(`  roles       ${result.roles?.length ? result.roles.join(', ') : '(none: grant WindowsDefenderATP application permissions and admin consent)'}`)
@@ -98,7 +104,7 @@ export async function runCheck (options: CommandOptions): Promise<number> {
   })
   try {
     const profiles = createProfiles(config, { dispatcher, clock: systemClock })
-    const results = await Promise.all(profiles.map(checkProfile))
+    const results = await Promise.all(profiles.map((profile) => checkProfile(profile, config.clients)))
     if (options.json) process.stdout.write(JSON.stringify({ ok: results.every((r) => r.ok), profiles: results }, null, 2) + '\n')
     else process.stdout.write(results.map(printHuman).join('\n'))
     return results.every((r) => r.ok) ? 0 : 1

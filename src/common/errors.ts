@@ -52,6 +52,7 @@ export const BrokerBadRequestTarget = defineError('BrokerBadRequestTarget', 400,
 export const BrokerUnauthenticated = defineError('BrokerUnauthenticated', 401, () => 'A valid broker client key is required: send it as "Authorization: Bearer <key>" or "X-Broker-Key: <key>".')
 export const BrokerForbidden = defineError('BrokerForbidden', 403, (reason: string) => `The request is not allowed: ${reason}.`)
 export const BrokerMissingPermission = defineError('BrokerMissingPermission', 403, (endpoint: string, permission: string) => `The app lacks the permission for ${endpoint}: grant the WindowsDefenderATP application permission ${permission} and grant admin consent.`)
+export const BrokerGuardrail = defineError('BrokerGuardrail', 403, (profile: string, reason: string) => `The guard rails of profile ${profile} refuse this call: ${reason}. See /status for the guards and their use.`)
 export const BrokerTunnelRefused = defineError('BrokerTunnelRefused', 403, (host: string) => `The egress proxy does not open a tunnel to ${host}: it serves only the Entra ID sign-in and Defender API hosts. Add the host to egressProxy.tunnelAllow for a blind tunnel.`)
 export const BrokerNotFound = defineError('BrokerNotFound', 404, (path: string) => `No profile serves ${path}: check the base URL and the profiles' basePath.`)
 export const BrokerMethodNotAllowed = defineError('BrokerMethodNotAllowed', 405, (method: string, allowed: string) => `The method ${method} is not forwarded: it would echo the request, token included, or open a tunnel. Use one of ${allowed}.`)

@@ -45,7 +45,8 @@ export function resolveClients (clients: readonly ClientFile[], profiles: readon
       name: client.name,
       keySha256,
       profiles: [...new Set(allowed)],
-      allow: checkRules(client.allow ?? [], `${at}.allow`)
+      allow: checkRules(client.allow ?? [], `${at}.allow`),
+      dryRun: client.dryRun ?? false
     }
   })
 }

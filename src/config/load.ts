@@ -70,7 +70,7 @@ export function loadConfig (options: LoadConfigOptions): Config {
     assertMatchesSchema(ProfileSchema, profile, environmentPath)
     sources.push({ profile, at: environmentPath, baseDir: cwd })
   }
-  const profiles = resolveProfiles(sources, broker.authorityHost)
+  const profiles = resolveProfiles(sources, broker.authorityHost, settings.guards)
   const clients = resolveClients(settings.clients ?? [], profiles, fileDir)
 
   const caFile = broker.caFile === undefined

@@ -4,7 +4,8 @@ import { CLOUD_PRESETS, DEFAULT_CLOUD, isPresetAuthorityHost } from './clouds.js
 import { parseOrigin } from './origin.js'
 import { checkRule, checkRules } from './rules.js'
 import { RESERVED_PATHS } from '../common/paths.js'
-import { DEFAULT_RATE_LIMIT, type CredentialFile, type ProfileFile } from './schema.js'
+import { resolveGuards } from './guards.js'
+import { DEFAULT_RATE_LIMIT, type CredentialFile, type GuardsFile, type ProfileFile } from './schema.js'
 import { checkCertificateFile, checkTokenFile, fileSecret, inlineSecret } from './secret-files.js'
 import type { CredentialConfig, ProfileConfig, SecretSource } from './types.js'
 import type { PathNamer } from './validate.js'
@@ -18,8 +19,8 @@ export interface ProfileSource {
 }
 
 /** Resolves schema-checked profiles into `ProfileConfig`s and checks what a schema cannot. */
-export function resolveProfiles (sources: readonly ProfileSource[], authorityOverride: string | undefined): ProfileConfig[] {
-  const profiles = sources.map(source => resolveProfile(source, authorityOverride))
+export function resolveProfiles (sources: readonly ProfileSource[], authorityOverride: string | undefined, guards?: GuardsFile): ProfileConfig[] {
+  const profiles = sources.map(source => resolveProfile(source, authorityOverride, guards))
   const names = new Map<string, number>()
   const basePaths = new Map<string, number>()
   profiles.forEach((profile, index) => {
@@ -38,7 +39,7 @@ export function resolveProfiles (sources: readonly ProfileSource[], authorityOve
   return profiles
 }
 
-function resolveProfile ({ profile, at, baseDir }: ProfileSource, authorityOverride: string | undefined): ProfileConfig {
+function resolveProfile ({ profile, at, baseDir }: ProfileSource, authorityOverride: string | undefined, guards: GuardsFile | undefined): ProfileConfig {
   const cloud = profile.cloud ?? DEFAULT_CLOUD
   const preset = CLOUD_PRESETS[cloud]
   const authorityHost = authorityOverride ??
@@ -60,7 +61,8 @@ function resolveProfile ({ profile, at, baseDir }: ProfileSource, authorityOverr
     scope: profile.scope ?? preset.scope,
     allow: checkRules(profile.allow ?? [], at(['allow'])),
     rateLimit: { ...DEFAULT_RATE_LIMIT, ...profile.rateLimit },
-    cache: (profile.cache ?? []).map((rule, index) => ({ allow: checkRule(rule.allow, at(['cache', String(index), 'allow'])), ttlSeconds: rule.ttlSeconds }))
+    cache: (profile.cache ?? []).map((rule, index) => ({ allow: checkRule(rule.allow, at(['cache', String(index), 'allow'])), ttlSeconds: rule.ttlSeconds })),
+    guards: resolveGuards(profile.guards, guards, at)
   }
 }
 

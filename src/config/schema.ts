@@ -206,6 +206,49 @@ const ReadSettings = Type.Object({
   }))
 }, { ...strict, description: 'Reads that cost no call: collapsing and the cache.' })
 
+const capLimit = (description: string) => Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description }))
+
+const ActionCap = Type.Object({
+  allow: Type.String({
+    pattern: '^(?:POST|PUT|PATCH|DELETE|\\*) /',
+    description: 'The state-changing calls the cap counts, "METHOD /path" with the rules\' path patterns, e.g. "POST /api/machines/*/isolate"; "*" counts every method but GET and HEAD.'
+  }),
+  perHour: capLimit('Calls the app may make in any hour (sliding), all clients together; counted per app like the budgets (through Redis when the store is Redis).'),
+  perDay: capLimit('Calls the app may make in any 24 hours (sliding), all clients together.'),
+  perClientPerHour: capLimit('Calls each client may make in any hour (sliding).'),
+  perClientPerDay: capLimit('Calls each client may make in any 24 hours (sliding).')
+}, { ...strict, description: 'A cap on state-changing calls: set at least one limit. A call over it gets 403 BrokerGuardrail naming the cap and when it frees.' })
+
+export const DEFAULT_LOOKUP_CACHE_SECONDS = 60
+
+const GuardSettings = Type.Object({
+  actions: Type.Optional(Type.Array(ActionCap, {
+    description: 'Caps on state-changing calls (machine actions, indicators, alert changes); a call counts in every cap whose allow matches it. Absent: no caps.'
+  })),
+  protect: Type.Optional(Type.Object({
+    tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200, description: 'A machine tag (machineTags), compared case-insensitively.' }), { default: [] })),
+    names: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 255, description: 'A computerDnsName pattern, case-insensitive: "*" any run of characters, "?" one, e.g. "dc-*.contoso.local".' }), { default: [] })),
+    ids: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: 'A machine id.' }), { default: [] })),
+    lookupCacheSeconds: Type.Optional(Type.Integer({
+      minimum: 0,
+      maximum: 3600,
+      default: DEFAULT_LOOKUP_CACHE_SECONDS,
+      description: 'How long a machine read for the check is kept (0: read before every action).'
+    }))
+  }, {
+    ...strict,
+    description: 'Machines no state-changing call may touch: before a call that names a machine (in its path or body) goes, the broker reads the machine (GET /api/machines/{id}, counted in the budget) and refuses the call when a tag, name or id matches, or when the read fails.'
+  })),
+  indicators: Type.Optional(Type.Object({
+    allowlist: Type.Array(Type.String({ minLength: 1, maxLength: 2048 }), {
+      description: 'Values no Block, AlertAndBlock or BlockAndRemediate indicator may name: a domain (covers its subdomains and URLs on them), a "*" pattern, an IP address or CIDR range, a URL, or a file hash.'
+    })
+  }, { ...strict, description: 'Indicators the broker refuses to submit.' }))
+}, {
+  ...strict,
+  description: 'Guard rails for state-changing calls, off unless configured. A profile\'s guards replace these key by key (actions, protect, indicators).'
+})
+
 export const ProfileSchema = Type.Object({
   name: Type.String({ pattern: NAME_PATTERN, maxLength: 63, description: 'Name of the profile, used in logs, metrics, /status and clients[].profiles.' }),
   basePath: Type.String({
@@ -233,7 +276,8 @@ export const ProfileSchema = Type.Object({
   rateLimit: Type.Optional(RateLimit),
   cache: Type.Optional(Type.Array(CacheRule, {
     description: 'Reads answered from memory for a while: the first rule whose allow matches a GET or HEAD gives the answer\'s lifetime. Only 200 answers are kept, never for a request with Cache-Control: no-cache, and a kept answer costs no budget. Absent: nothing is cached.'
-  }))
+  })),
+  guards: Type.Optional(GuardSettings)
 }, { ...strict, description: 'One app registration in one tenant, served under basePath.' })
 
 export const ClientSchema = Type.Object({
@@ -244,7 +288,11 @@ export const ClientSchema = Type.Object({
     Type.String({ pattern: NAME_PATTERN, description: 'Name of a profile.' }),
     { default: [], description: 'Profiles the client may use, and the only ones it sees in /status and /metrics; empty or absent means all.' }
   )),
-  allow: Type.Optional(rules('Rules the client\'s requests must match, on top of the profile\'s; empty or absent allows what the profile allows. "GET /status" and "GET /metrics" let it read those two of the broker\'s own endpoints.'))
+  allow: Type.Optional(rules('Rules the client\'s requests must match, on top of the profile\'s; empty or absent allows what the profile allows. "GET /status" and "GET /metrics" let it read those two of the broker\'s own endpoints.')),
+  dryRun: Type.Optional(Type.Boolean({
+    default: false,
+    description: 'Every state-changing call of this client is a dry run: the guards decide as usual, and the client gets the answer in the API\'s shape (a machine action Pending, its id marked dry run) without any call.'
+  }))
 }, { ...strict, description: 'A tool allowed to use the broker, known by its key.' })
 
 export const HostSchema = Type.String({ pattern: HOST_PATTERN, default: DEFAULT_HOST, description: 'Address to listen on. BROKER_HOST overrides it.' })
@@ -296,6 +344,7 @@ export const ConfigFileSchema = Type.Object({
   })),
   rateLimit: Type.Optional(RateLimitSettings),
   reads: Type.Optional(ReadSettings),
+  guards: Type.Optional(GuardSettings),
   logLevel: Type.Optional(LogLevelSchema),
   audit: Type.Optional(Type.Object({
     file: Type.Optional(filePath(
@@ -331,4 +380,5 @@ export type ConfigFile = Static<typeof ConfigFileSchema>
 export type ProfileFile = Static<typeof ProfileSchema>
 export type ClientFile = Static<typeof ClientSchema>
 export type CredentialFile = ProfileFile['credential']
+export type GuardsFile = Static<typeof GuardSettings>
 export type LogLevel = Static<typeof LogLevelSchema>

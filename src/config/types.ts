@@ -95,6 +95,33 @@ export interface ReadsConfig {
   readonly cacheMaxBytes: number
 }
 
+/** A cap on state-changing calls; the limits absent are not counted. */
+export interface ActionCapConfig {
+  /** `"METHOD /path-pattern"`, never GET or HEAD. */
+  readonly allow: string
+  readonly perHour?: number
+  readonly perDay?: number
+  readonly perClientPerHour?: number
+  readonly perClientPerDay?: number
+}
+
+export interface ProtectConfig {
+  /** Lower-cased. */
+  readonly tags: readonly string[]
+  /** computerDnsName patterns, lower-cased. */
+  readonly names: readonly string[]
+  /** Lower-cased. */
+  readonly ids: readonly string[]
+  readonly lookupCacheSeconds: number
+}
+
+/** A profile's guard rails (its own, else the broker-wide ones, key by key); all off when empty. */
+export interface GuardsConfig {
+  readonly actions: readonly ActionCapConfig[]
+  readonly protect?: ProtectConfig
+  readonly indicators?: { readonly allowlist: readonly string[] }
+}
+
 export interface ProfileConfig {
   readonly name: string
   /** Always starts and, unless it is `/`, does not end with `/`. */
@@ -115,6 +142,7 @@ export interface ProfileConfig {
   readonly rateLimit: RateLimitConfig
   /** Reads kept in memory for a while, by the first rule that matches. */
   readonly cache: readonly CacheRuleConfig[]
+  readonly guards: GuardsConfig
 }
 
 export interface ClientConfig {
@@ -124,6 +152,8 @@ export interface ClientConfig {
   /** Profile names this client may use; empty means all. */
   readonly profiles: readonly string[]
   readonly allow: readonly string[]
+  /** Its state-changing calls are answered in the API's shape without being made. */
+  readonly dryRun?: boolean
 }
 
 export interface TunnelTarget {

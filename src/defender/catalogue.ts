@@ -284,7 +284,7 @@ for (const endpoint of DEFENDER_ENDPOINTS) {
 const VERSION = /^v\d+(\.\d+)?$/
 
 /** Path segments as the API routes them: an explicit `/api/v1.0/` version and a trailing `/` make no difference. */
-function pathSegments (target: string): string[] {
+export function apiPathSegments (target: string): string[] {
   const segments = segmentsOf(target)
   if (segments[0] === 'api' && VERSION.test(segments[1] ?? '')) segments.splice(1, 1)
   if (segments.length > 1 && segments.at(-1) === '') segments.pop()
@@ -332,7 +332,7 @@ function lookUp (method: string, target: string): DefenderEndpoint | undefined {
   const upper = method.toUpperCase()
   const candidates = BY_METHOD.get(upper === 'HEAD' ? 'GET' : upper)
   if (candidates === undefined) return undefined
-  const path = pathSegments(target)
+  const path = apiPathSegments(target)
   let best: Compiled | undefined
   for (const candidate of candidates) {
     if (!matchesPattern(candidate.pattern, path)) continue

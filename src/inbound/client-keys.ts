@@ -6,6 +6,8 @@ export interface Client {
   readonly name: string
   readonly profiles: ReadonlySet<string> | undefined
   readonly allows: RuleSet
+  /** Its state-changing calls are dry runs. */
+  readonly dryRun?: boolean
   /** The profile a broker token pins: its requests go there whatever their path. */
   readonly profile?: string
 }
@@ -30,7 +32,8 @@ export function createClientRegistry (clients: readonly ClientConfig[]) {
     client: {
       name: client.name,
       profiles: client.profiles.length === 0 ? undefined : new Set(client.profiles),
-      allows: compileRules(client.allow)
+      allows: compileRules(client.allow),
+      dryRun: client.dryRun === true
     }
   }))
   const byName = new Map(entries.map((entry) => [entry.client.name, entry.client]))

@@ -23,6 +23,13 @@ export interface AuditEvent {
   machineActionId?: string
   /** The broker's error code when it answered itself (BrokerUnauthenticated, BrokerRateLimited, …). */
   code?: string
+  /** The machines the call names (its path and body), when the guard rails looked. */
+  machines?: string[]
+  /** The guard rail that refused the call, and why. */
+  guard?: string
+  reason?: string
+  /** Answered in the API's shape without any call: nothing changed. */
+  dryRun?: true
   aborted?: boolean
 }
 

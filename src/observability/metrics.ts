@@ -27,6 +27,10 @@ export interface BrokerMetrics {
   inboundRejected: (reason: string) => void
   /** A read answered with no call of its own: `reason` is collapsed or cached. */
   callSaved: (profile: string, reason: 'collapsed' | 'cached') => void
+  /** A state-changing call a guard rail refused: `guard` is cap, protect or indicators. */
+  guardRefused: (profile: string, guard: string) => void
+  /** A state-changing call answered as a dry run. */
+  dryRun: (profile: string) => void
 }
 
 /**
@@ -63,7 +67,10 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
   const rejections = new Tally('counter', 'broker_inbound_rejections_total', 'Requests the broker refused itself, by reason (its error code).', [])
   const saved = new Tally('counter', 'broker_upstream_calls_saved_total',
     'Reads answered with no call to the Defender API of their own, by reason: collapsed (an identical read in flight answered them too) or cached.', [])
-  const own: Array<Tally | Reading> = [acquisitions, failures, expiry, queueDepth, fallbacks, shared, upstream, duration, upstreamFailures, rejections, saved]
+  const guardRefusals = new Tally('counter', 'broker_guardrail_refusals_total',
+    'State-changing calls the guard rails refused, by guard: cap, protect (a protected machine, or one that could not be read) or indicators (an allowlisted value).', [])
+  const dryRuns = new Tally('counter', 'broker_dry_runs_total', 'State-changing calls answered as a dry run, with no call to the Defender API.', [])
+  const own: Array<Tally | Reading> = [acquisitions, failures, expiry, queueDepth, fallbacks, shared, upstream, duration, upstreamFailures, rejections, saved, guardRefusals, dryRuns]
 
   let registry: Promise<Registry> | undefined
   const loadRegistry = async () => {
@@ -125,6 +132,12 @@ export function createMetrics (profiles: readonly Profile[], clock: Clock): Brok
     },
     callSaved (profile, reason) {
       saved.series({ profile, reason }).observe(1)
+    },
+    guardRefused (profile, guard) {
+      guardRefusals.series({ guard, profile }).observe(1)
+    },
+    dryRun (profile) {
+      dryRuns.series({ profile }).observe(1)
     }
   }
 }

@@ -24,6 +24,17 @@ export interface RequestFacts {
   code?: string
   /** The answer came with no call of its own: another client's identical read, or the cache. */
   saved?: 'collapsed' | 'cached'
+  /** The guard rail that refused the call (cap, protect, indicators), and why. */
+  guard?: GuardVerdict
+  /** The machines the call names, as the guard rails checked them. */
+  machines?: string[]
+  /** Answered in the API's shape without the call. */
+  dryRun?: true
+}
+
+export interface GuardVerdict {
+  guard: 'cap' | 'protect' | 'indicators'
+  reason: string
 }
 
 declare module 'fastify' {
@@ -96,6 +107,8 @@ export class RequestLog {
       if (facts.upstreamRequestId !== undefined) line += `,"upstreamRequestId":${JSON.stringify(facts.upstreamRequestId)}`
       if (facts.code !== undefined) line += `,"code":${JSON.stringify(facts.code)}`
       if (facts.saved !== undefined) line += `,"saved":"${facts.saved}"`
+      if (facts.dryRun === true) line += ',"dryRun":true'
+      if (facts.guard !== undefined) line += `,"guard":"${facts.guard.guard}"`
       if (aborted) line += ',"aborted":true'
       this.#stream.write(line + ',"msg":"request"}\n')
     }
@@ -112,6 +125,9 @@ export class RequestLog {
       upstreamRequestId: facts.upstreamRequestId,
       machineActionId: facts.machineActionId,
       code: facts.code,
+      ...(facts.machines === undefined ? {} : { machines: facts.machines }),
+      ...(facts.guard === undefined ? {} : { guard: facts.guard.guard, reason: facts.guard.reason }),
+      ...(facts.dryRun === true ? { dryRun: true } : {}),
       ...(aborted || error ? { aborted: true } : {})
     })
   }

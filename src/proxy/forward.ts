@@ -15,6 +15,8 @@ import type { Profile, ProfileMatch } from '../runtime/profiles.js'
 import type { Answer, Call } from './call.js'
 import { renewAfter401, waitOut429, type ExchangePolicy, type RetryLimits } from './exchange-policies.js'
 import type { ForwardedRequest } from './forwarded-request.js'
+import type { DryRunAnswer } from '../guards/dry-run.js'
+import { createGuardStep } from './guard-step.js'
 import { upstreamRequestHeaders } from './headers.js'
 import { takeRequestBody } from './request-body.js'
 import { shapeResponse } from './response.js'
@@ -48,8 +50,12 @@ export function createForwarder (options: ForwarderOptions) {
   const limits: RetryLimits = options.config.retry
   /** What may send a request round again, by the API's status. */
   const policies = new Map<number, ExchangePolicy>([[401, renewAfter401], [429, waitOut429(clock, limits)]])
+  const guard = createGuardStep({ dispatcher, clock, metrics, responseTimeoutMs })
 
-  /** Route, rules, origin, endpoint, preflight and token: everything decided before the budget. */
+  /**
+   * Route, rules, origin, endpoint, preflight and token, then for a state-changing call the guard
+   * rails: everything decided before the budget. A dry run is answered here.
+   */
   async function prepare (request: ForwardedRequest): Promise<Call> {
     const { req, facts } = request
     const target = req.url as string
@@ -233,13 +239,28 @@ export function createForwarder (options: ForwarderOptions) {
     }
   }
 
+  /** What the API would have answered, with nothing sent: the audit records it as a dry run. */
+  function answerDryRun (call: Call, answer: DryRunAnswer): void {
+    const { request } = call
+    if (answer.status === 201) request.facts.machineActionId = answer.id
+    const headers = { 'x-broker-dry-run': 'true' }
+    if (answer.body === undefined) return request.send(answer.status, headers, '')
+    request.send(answer.status, { ...headers, 'content-type': DRY_RUN_TYPE }, JSON.stringify(answer.body))
+  }
+
   return async function forward (request: ForwardedRequest): Promise<void> {
     const call = await prepare(request)
+    if (request.facts.changesState === true) {
+      const dryRun = await guard(call, call.profile)
+      if (dryRun !== undefined) return answerDryRun(call, dryRun)
+    }
     const name = call.profile.config.name
     const key = reads?.active(name) === true ? readKey(name, call.method, call.upstreamTarget, request.req.headers) : undefined
     return reads === undefined || key === undefined ? alone(call) : shared(call, reads, key)
   }
 }
+
+const DRY_RUN_TYPE = 'application/json; odata.metadata=minimal; charset=utf-8'
 
 /**
  * One `/`, then anything but `/` or a backslash, in printable ASCII: a path-absolute reference, which

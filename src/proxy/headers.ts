@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http'
  */
 const REQUEST_DROPPED = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'host', 'authorization', 'x-broker-key', 'forwarded', 'cookie', 'expect', 'http2-settings',
+  'host', 'authorization', 'x-broker-key', 'x-broker-dry-run', 'forwarded', 'cookie', 'expect', 'http2-settings',
   'x-request-id',
   'x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'
 ])

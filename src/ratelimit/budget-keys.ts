@@ -14,7 +14,7 @@ const RULE_NAMES = new Map<PathLimit, string>(DEFENDER_ENDPOINTS.flatMap((endpoi
  * the app the hash tag: the keys of one decision stay in one slot of a Redis Cluster.
  */
 export function createBudgetKeys (keyPrefix: string, tenantId: string, clientId: string) {
-  const app = `${keyPrefix}{${tenantId.toLowerCase()}:${clientId.toLowerCase()}}`
+  const app = appKey(keyPrefix, tenantId, clientId)
   const cache = new Map<PathLimit | undefined, SlotKeys>()
   return function keysOf (pathLimit: PathLimit | undefined): SlotKeys {
     let keys = cache.get(pathLimit)
@@ -27,4 +27,9 @@ export function createBudgetKeys (keyPrefix: string, tenantId: string, clientId:
     }
     return keys
   }
+}
+
+/** What every key of one app starts with (its hash tag included): the budgets' and the guard rails' caps. */
+export function appKey (keyPrefix: string, tenantId: string, clientId: string): string {
+  return `${keyPrefix}{${tenantId.toLowerCase()}:${clientId.toLowerCase()}}`
 }

@@ -117,12 +117,62 @@ end
 return result
 `
 
+/**
+ * The guard rails' caps (`guards/counters.ts`). KEYS: the counters, sorted sets of call times.
+ * ARGV: a member unique to this call, then for each key the number of its windows and their
+ * length and limit pairs. Counts the call in every key, or, when a window is full, in none:
+ * returns 1 and now, or 0, now, the full key's and window's positions (from 1) and when a call
+ * leaves that window (-1: never, a limit of 0).
+ */
+export const COUNT_SCRIPT = LUA_PRELUDE + `
+local pos = 2
+local specs = {}
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[pos])
+  pos = pos + 1
+  local windows = {}
+  local longest = 0
+  for w = 1, n do
+    windows[w] = { ms = tonumber(ARGV[pos]), limit = tonumber(ARGV[pos + 1]) }
+    if windows[w].ms > longest then longest = windows[w].ms end
+    pos = pos + 2
+  end
+  specs[k] = { windows = windows, longest = longest }
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', int(now - longest))
+end
+for k = 1, #KEYS do
+  for w, win in ipairs(specs[k].windows) do
+    local from = '(' .. int(now - win.ms)
+    local count = redis.call('ZCOUNT', KEYS[k], from, '+inf')
+    if count >= win.limit then
+      local frees = -1
+      if win.limit > 0 then
+        local leaving = redis.call('ZRANGEBYSCORE', KEYS[k], from, '+inf', 'WITHSCORES', 'LIMIT', count - win.limit, 1)
+        frees = tonumber(leaving[2]) + win.ms
+      end
+      return { 0, now, k, w, int(frees) }
+    end
+  end
+end
+for k = 1, #KEYS do
+  redis.call('ZADD', KEYS[k], int(now), ARGV[1])
+  redis.call('PEXPIRE', KEYS[k], int(specs[k].longest))
+end
+return { 1, now }
+`
+
+/** What COUNT_SCRIPT decided; `counter` and `window` count from 0. */
+export type CountAnswer =
+  | { granted: true }
+  | { granted: false, counter: number, window: number, freesInMs: number }
+
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     brokerBudgetTake (slots: string, pause: string, cause: string, ...args: Array<string | number>): Result<Array<number | string>, Context>
     brokerBudgetPause (pause: string, cause: string, ms: number, text: string): Result<number, Context>
     brokerBudgetPauses (count: number, ...keys: string[]): Result<Array<number | string>, Context>
     brokerBudgetUsed (slots: string, ...windowMs: number[]): Result<number[], Context>
+    brokerGuardCount (count: number, ...args: Array<string | number>): Result<Array<number | string>, Context>
   }
 }
 
@@ -221,6 +271,7 @@ export class RedisBudgetStore {
     this.#client.defineCommand('brokerBudgetPause', { numberOfKeys: 2, lua: PAUSE_SCRIPT })
     this.#client.defineCommand('brokerBudgetPauses', { lua: PAUSES_SCRIPT, readOnly: true })
     this.#client.defineCommand('brokerBudgetUsed', { numberOfKeys: 1, lua: USED_SCRIPT, readOnly: true })
+    this.#client.defineCommand('brokerGuardCount', { lua: COUNT_SCRIPT })
     this.#client.on('ready', () => this.#up())
     this.#client.on('error', (err: Error) => this.#down(err))
     this.#client.on('close', () => this.#down(new Error('connection closed')))
@@ -289,6 +340,27 @@ export class RedisBudgetStore {
 
   async used (keys: SlotKeys, windows: readonly Window[]): Promise<number[]> {
     return this.#call(() => this.#client.brokerBudgetUsed(keys.slots, ...windows.map((w) => w.ms)))
+  }
+
+  /** Counts a call in every one of `counters`, unless one of their windows is full (see COUNT_SCRIPT). */
+  async count (counters: ReadonlyArray<{ key: string, windows: readonly Window[] }>): Promise<CountAnswer> {
+    const member = `${this.#member}:${++this.#sequence}`
+    const args: Array<string | number> = [member]
+    for (const { windows } of counters) {
+      args.push(windows.length)
+      for (const { ms, limit } of windows) args.push(ms, limit)
+    }
+    const keys = counters.map(({ key }) => key)
+    const [granted, now = 0, counter = 0, window = 0, frees = -1] =
+      (await this.#call(() => this.#client.brokerGuardCount(keys.length, ...keys, ...args))).map(Number)
+    if (granted === 1) return { granted: true }
+    return { granted: false, counter: counter - 1, window: window - 1, freesInMs: frees < 0 ? Infinity : frees - now }
+  }
+
+  /** Calls counted in each window of each of `counters`, now. */
+  async counted (counters: ReadonlyArray<{ key: string, windows: readonly Window[] }>): Promise<number[][]> {
+    return Promise.all(counters.map(({ key, windows }) =>
+      this.#call(() => this.#client.brokerBudgetUsed(key, ...windows.map((w) => w.ms)))))
   }
 
   onChange (listener: (shared: boolean) => void): void {

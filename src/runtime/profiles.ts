@@ -3,7 +3,9 @@ import type { Dispatcher } from 'undici'
 import type { Clock } from '../common/clock.js'
 import type { Config, ProfileConfig, RedisTarget } from '../config/types.js'
 import { createCredential, type Credential } from '../credentials/index.js'
-import { createBudgetKeys } from '../ratelimit/budget-keys.js'
+import { LocalCounts, SharedCounts, type Counts } from '../guards/counters.js'
+import { ProfileGuards } from '../guards/guards.js'
+import { appKey, createBudgetKeys, DEFAULT_KEY_PREFIX } from '../ratelimit/budget-keys.js'
 import { ProfileBudget, type RateBudget } from '../ratelimit/profile-budget.js'
 import { RedisBudgetStore, type RedisConnection } from '../ratelimit/redis-budget.js'
 import { SharedBudget } from '../ratelimit/shared-budget.js'
@@ -14,6 +16,7 @@ export interface Profile {
   readonly credential: Credential
   readonly tokens: TokenHolder
   readonly budget: RateBudget
+  readonly guards: ProfileGuards
 }
 
 export interface ProfileDeps {
@@ -26,7 +29,9 @@ export interface ProfileDeps {
 
 export function createProfiles (config: Config, deps: ProfileDeps): Profile[] {
   const timeoutMs = config.refresh.timeoutSeconds * 1000
-  const createBudget = createBudgetFactory(config, deps)
+  const { createBudget, counts } = createBudgetFactory(config, deps)
+  const { store, windows } = config.rateLimit
+  const keyPrefix = store.type === 'redis' ? store.keyPrefix : DEFAULT_KEY_PREFIX
   return config.profiles.map((profileConfig) => {
     const credential = createCredential(profileConfig, { dispatcher: deps.dispatcher, timeoutMs, clock: deps.clock })
     const tokens = new TokenHolder({
@@ -38,18 +43,30 @@ export function createProfiles (config: Config, deps: ProfileDeps): Profile[] {
       after401Ms: config.refresh.after401Seconds * 1000,
       ...(deps.random ? { random: deps.random } : {})
     })
-    return { config: profileConfig, credential, tokens, budget: createBudget(profileConfig) }
+    const guards = new ProfileGuards(profileConfig.guards, {
+      counts,
+      appKey: appKey(keyPrefix, profileConfig.tenantId, profileConfig.clientId),
+      clock: deps.clock,
+      ...(windows === undefined ? {} : { hourMs: windows.hourMs })
+    })
+    return { config: profileConfig, credential, tokens, budget: createBudget(profileConfig), guards }
   })
 }
 
-/** Local budgets, or budgets shared through one Redis client (connected on first use) for all profiles. */
-function createBudgetFactory (config: Config, deps: ProfileDeps): (profile: ProfileConfig) => RateBudget {
+/**
+ * Local budgets, or budgets shared through one Redis client (connected on first use) for all
+ * profiles; and the guard rails' counts, kept where the budgets are.
+ */
+function createBudgetFactory (config: Config, deps: ProfileDeps): { createBudget: (profile: ProfileConfig) => RateBudget, counts: Counts } {
   const { store, expectedReplicas, windows } = config.rateLimit
   if (store.type === 'local') {
-    return (profile) => new ProfileBudget(profile.name, profile.rateLimit, deps.clock, {
-      divideBy: expectedReplicas,
-      ...(windows === undefined ? {} : { windows })
-    })
+    return {
+      createBudget: (profile) => new ProfileBudget(profile.name, profile.rateLimit, deps.clock, {
+        divideBy: expectedReplicas,
+        ...(windows === undefined ? {} : { windows })
+      }),
+      counts: new LocalCounts(deps.clock, expectedReplicas)
+    }
   }
   const redis = new RedisBudgetStore({
     connection: connectionOf(store.target),
@@ -58,15 +75,18 @@ function createBudgetFactory (config: Config, deps: ProfileDeps): (profile: Prof
     clock: deps.clock,
     ...(config.extraCaPem === undefined ? {} : { extraCaPem: config.extraCaPem })
   })
-  return (profile) => new SharedBudget({
-    profile: profile.name,
-    config: profile.rateLimit,
-    store: redis,
-    keys: createBudgetKeys(store.keyPrefix, profile.tenantId, profile.clientId),
-    clock: deps.clock,
-    expectedReplicas,
-    ...(windows === undefined ? {} : { windows })
-  })
+  return {
+    createBudget: (profile) => new SharedBudget({
+      profile: profile.name,
+      config: profile.rateLimit,
+      store: redis,
+      keys: createBudgetKeys(store.keyPrefix, profile.tenantId, profile.clientId),
+      clock: deps.clock,
+      expectedReplicas,
+      ...(windows === undefined ? {} : { windows })
+    }),
+    counts: new SharedCounts(redis, deps.clock, expectedReplicas)
+  }
 }
 
 /** The store's target with its passwords read. */
