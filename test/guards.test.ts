@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { stringify } from 'yaml'
 import { createTestPki, type Machine } from '../src/simulator/index.js'
@@ -14,7 +14,7 @@ const ISOLATE = JSON.stringify({ Comment: 'playbook run 42', IsolationType: 'Ful
 const KEYS = { soar: newClientKey(), hunter: newClientKey(), third: newClientKey(), rehearsal: newClientKey() }
 
 /** The config file a user would write: the profile from the environment, these guards and clients. */
-function configFile (t: Tap.Test, guards: unknown, extra: Record<string, unknown> = {}): string {
+function configFile (t: Test, guards: unknown, extra: Record<string, unknown> = {}): string {
   const file = join(t.testdir(), 'broker.yaml')
   writeFileSync(file, stringify({
     guards,
@@ -29,7 +29,7 @@ function configFile (t: Tap.Test, guards: unknown, extra: Record<string, unknown
   return file
 }
 
-async function stackWith (t: Tap.Test, guards: unknown): Promise<BrokerStack> {
+async function stackWith (t: Test, guards: unknown): Promise<BrokerStack> {
   return startBrokerStack(t, { simulator: { pki, roles: ALL_ROLES }, env: { BROKER_CONFIG: configFile(t, guards) } })
 }
 
