@@ -3,6 +3,7 @@ import type { Clock } from './common/clock.js'
 import { BrokerNotFound } from './common/errors.js'
 import { RESERVED_PATHS } from './common/paths.js'
 import type { Profile } from './runtime/profiles.js'
+import { hintFor } from './tokens/token-error.js'
 import type { BudgetReport } from './ratelimit/profile-budget.js'
 import type { BrokerMetrics } from './observability/metrics.js'
 
@@ -94,7 +95,7 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clock, m
           nextAttemptAt: iso(status.retryAt),
           lastError: status.lastError === undefined
             ? undefined
-            : { code: status.lastError.code, message: status.lastError.message, at: iso(status.lastError.at) }
+            : { code: status.lastError.code, message: status.lastError.message, at: iso(status.lastError.at), hint: hintFor(status.lastError.code, config) }
         }
       })
     }
