@@ -53,7 +53,7 @@ function printHuman (result: ConsentResult): string {
     lines.push(`  ${asks.padEnd(11)} nothing: no rule of the profile, or of a client that may use it, lets a call reach the API`)
   } else {
     const why = result.basis === 'catalogue'
-      ? 'every WindowsDefenderATP application permission the broker knows: no rule limits this profile'
+      ? 'every WindowsDefenderATP application permission the broker knows (no rule limits this profile)'
       : 'the WindowsDefenderATP application permissions its rules let tools use'
     lines.push(`  ${asks.padEnd(11)} ${why}:`)
     const width = Math.max(...result.permissions.map(({ permission }) => permission.length))
