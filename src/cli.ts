@@ -12,12 +12,15 @@ Usage:
   defender-token-broker demo                       run against the built-in simulator (no Azure needed)
   defender-token-broker keygen [NAME] [--json]     make a client key and print its config lines
   defender-token-broker ca [--config FILE]         print the egress proxy's CA certificate (made if needed)
+  defender-token-broker consent [--profile NAME] [--config FILE] [--json]
+                                                   print each profile's admin-consent link and the permissions it asks for
 
 Options:
   --config FILE   YAML or JSON config file (or BROKER_CONFIG)
   --host HOST     listen address (BROKER_HOST, default 127.0.0.1)
   --port PORT     listen port (BROKER_PORT, default 8080)
-  --json          check: print JSON
+  --json          check, consent: print JSON
+  --profile NAME  consent: only this profile
   --help, -h      this text
   --version, -v   the version
 
@@ -41,6 +44,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
         host: { type: 'string' },
         port: { type: 'string' },
         json: { type: 'boolean', default: false },
+        profile: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'v', default: false }
       }
@@ -69,6 +73,10 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     const { runKeygen } = await import('./commands/keygen.js')
     return runKeygen({ ...options, name: rest[0] })
   }
+  if (values.profile !== undefined && command !== 'consent') {
+    process.stderr.write(`defender-token-broker: --profile is for consent only\n\n${HELP}`)
+    return 2
+  }
   if (rest.length > 0) {
     process.stderr.write(`defender-token-broker: unexpected argument ${rest[0]}\n\n${HELP}`)
     return 2
@@ -78,6 +86,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<num
     case 'check': return (await import('./commands/check.js')).runCheck(options)
     case 'demo': return (await import('./commands/demo.js')).runDemo(options)
     case 'ca': return (await import('./commands/ca.js')).runCa(options)
+    case 'consent': return (await import('./commands/consent.js')).runConsent({ ...options, profile: values.profile })
     default:
       process.stderr.write(`defender-token-broker: unknown command ${command}\n\n${HELP}`)
       return 2

@@ -5,6 +5,7 @@ import { RESERVED_PATHS } from './common/paths.js'
 import type { ClientConfig } from './config/types.js'
 import { dryRunClientsOf } from './guards/guards.js'
 import type { Profile } from './runtime/profiles.js'
+import { hintFor } from './tokens/token-error.js'
 import type { BudgetReport } from './ratelimit/profile-budget.js'
 import type { BrokerMetrics } from './observability/metrics.js'
 
@@ -118,7 +119,7 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clients,
           nextAttemptAt: iso(status.retryAt),
           lastError: status.lastError === undefined
             ? undefined
-            : { code: status.lastError.code, message: status.lastError.message, at: iso(status.lastError.at) }
+            : { code: status.lastError.code, message: status.lastError.message, at: iso(status.lastError.at), hint: hintFor(status.lastError.code, config) }
         }
       })
     }

@@ -58,7 +58,7 @@ t.test('usage', async (t) => {
 
   t.equal(help.code, 0, '--help exits 0')
   t.match(help.stdout, /Usage:/, '--help prints usage')
-  for (const command of ['serve', 'check', 'demo', 'ca']) t.match(help.stdout, new RegExp(`defender-token-broker \\[?${command}\\b`), `usage names ${command}`)
+  for (const command of ['serve', 'check', 'demo', 'ca', 'consent']) t.match(help.stdout, new RegExp(`defender-token-broker \\[?${command}\\b`), `usage names ${command}`)
   t.equal(help.stderr, '', '--help writes nothing to stderr')
 
   t.equal(version.code, 0, '--version exits 0')

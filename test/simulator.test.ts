@@ -475,3 +475,45 @@ t.test('startSimulator wires the demo app, its roles and a CA to trust', async (
   t.equal(response.statusCode, 200)
   await response.body.dump()
 })
+
+t.test('a tenant where the app is not consented answers as Entra ID does, until consent is granted', async (t) => {
+  const customer = '22222222-3333-4000-8000-0000000000cc'
+  const entra = await startEntra(t, { unconsented: [{ tenantId: customer, clientId: CLIENT }] })
+  const inCustomer = { tenantId: customer }
+
+  await t.rejects(acquire(entra, { clientId: CLIENT, clientSecret: SECRET }, inCustomer), {
+    errorCode: 'unauthorized_client',
+    message: new RegExp(`Description: AADSTS700016: Application with identifier '${CLIENT}' was not found in the directory '${customer}'\\. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant\\.`)
+  }, 'not consented: AADSTS700016, whatever the credential')
+  await t.rejects(acquire(entra, { clientId: CLIENT, clientSecret: 'wrong' }, inCustomer), { message: /Description: AADSTS700016: / })
+
+  entra.withholdConsent({ tenantId: customer, clientId: CLIENT, gap: 'noServicePrincipal' })
+  await t.rejects(acquire(entra, { clientId: CLIENT, clientSecret: SECRET }, inCustomer), {
+    errorCode: 'invalid_client',
+    message: new RegExp(`Description: AADSTS7000229: The client application ${CLIENT} is missing service principal in the tenant ${customer}\\. See instructions here: https://go\\.microsoft\\.com/fwlink/\\?linkid=2225119 `)
+  })
+
+  entra.withholdConsent({ tenantId: customer, clientId: CLIENT, gap: 'notConsented' })
+  await t.rejects(acquire(entra, { clientId: CLIENT, clientSecret: 'wrong' }, inCustomer), { message: /Description: AADSTS7000215: / }, 'the credential is checked first')
+  await t.rejects(acquire(entra, { clientId: CLIENT, clientSecret: SECRET }, inCustomer), {
+    errorCode: 'invalid_grant',
+    message: new RegExp(`Description: AADSTS65001: The user or administrator has not consented to use the application with ID '${CLIENT}' named '${CLIENT}'\\. Send an interactive authorization request for this user and resource\\.`)
+  })
+
+  entra.withholdConsent({ tenantId: customer, clientId: CLIENT, gap: 'serviceNotProvisioned' })
+  await t.rejects(acquire(entra, { clientId: CLIENT, clientSecret: SECRET }, inCustomer), {
+    errorCode: 'invalid_client',
+    message: new RegExp(`Description: AADSTS650052: The app is trying to access a service 'fc780465-2017-40d4-a0c5-307022471b92'\\(WindowsDefenderATP\\) that your organization '${customer}' lacks a service principal for\\.`)
+  })
+
+  entra.withholdConsent({ tenantId: customer, clientId: CLIENT, gap: 'resourceNotFound' })
+  await t.rejects(acquire(entra, { clientId: CLIENT, clientSecret: SECRET }, inCustomer), {
+    errorCode: 'invalid_resource',
+    message: new RegExp(`Description: AADSTS500011: The resource principal named https://api\\.securitycenter\\.microsoft\\.com was not found in the tenant named ${customer}\\.`)
+  })
+
+  entra.grantConsent(customer, CLIENT)
+  const granted = await acquire(entra, { clientId: CLIENT, clientSecret: SECRET }, inCustomer)
+  t.match(entra.verifyAccessToken(granted.accessToken), { tid: customer, appid: CLIENT, roles: ['Alert.Read.All'] }, 'consented: a token for the customer tenant, with the app\'s roles')
+  t.ok(await acquire(entra, { clientId: CLIENT, clientSecret: SECRET }), 'the home tenant is unchanged')
+})

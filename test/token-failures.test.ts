@@ -220,7 +220,12 @@ t.test('a wrong secret fails with AADSTS7000215, shown in /status and logged wit
 
   const status = await getJson(stack, '/status')
   const profile = (status.json as { profiles: Array<Record<string, unknown>> }).profiles[0]
-  t.strictSame(profile?.lastError, { code: 'AADSTS7000215', message: failure.message, at: new Date(failure.at).toISOString() })
+  t.strictSame(profile?.lastError, {
+    code: 'AADSTS7000215',
+    message: failure.message,
+    at: new Date(failure.at).toISOString(),
+    hint: 'the client secret is wrong: use the secret\'s Value, not its Secret ID'
+  })
   t.equal(profile?.nextAttemptAt, new Date(retryAt).toISOString())
   t.strictSame(profile?.token, { state: 'none', roles: [] })
 
@@ -239,4 +244,30 @@ t.test('a wrong secret fails with AADSTS7000215, shown in /status and logged wit
   const readyz = await getJson(stack, '/readyz')
   t.same([readyz.status, readyz.json], [503, { status: 'not ready', reasons: { default: 'no token yet: AADSTS7000215' } }])
   t.equal(stack.simulator.defender.requests.length, 0)
+})
+
+t.test('a tenant where the app is not consented: AADSTS700016, and the consent link in /status and the log', SCENARIO, async (t) => {
+  const customer = '5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4'
+  const stack = await startBrokerStack(t, {
+    ready: false,
+    simulator: { pki, unconsented: [{ tenantId: customer }] },
+    env: { AZURE_TENANT_ID: customer }
+  })
+  const { entra, clientId } = stack.simulator
+  const link = `${entra.url}/${customer}/adminconsent?client_id=${clientId}`
+  const [failure, retryAt] = await nextFailure(holderOf(stack))
+  t.equal(failure.code, 'AADSTS700016')
+  t.match(failure.message, `AADSTS700016: Application with identifier '${clientId}' was not found in the directory '${customer}'. ` +
+    'This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.')
+  const hint = `the app is not in this tenant: if it is a multi-tenant (partner) app, an admin of this tenant must consent to it: open ${link}; ` +
+    'otherwise the client id or the tenant id is wrong'
+
+  const status = await getJson(stack, '/status')
+  const profile = (status.json as { profiles: Array<Record<string, unknown>> }).profiles[0]
+  t.strictSame(profile?.lastError, { code: 'AADSTS700016', message: failure.message, at: new Date(failure.at).toISOString(), hint }, '/status: the hint with the link')
+
+  const lines = stack.logs.lines.filter((line) => line.msg === 'token request failed')
+  t.match(lines[0], { profile: 'default', code: 'AADSTS700016', hint, retryAt: new Date(retryAt).toISOString() }, 'the log line: the same hint')
+  t.notOk(JSON.stringify(status.json).includes(stack.simulator.clientSecret), 'no secret in /status')
+  t.notOk(JSON.stringify(stack.logs.lines).includes(stack.simulator.clientSecret), 'no secret in the log')
 })

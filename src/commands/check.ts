@@ -57,7 +57,7 @@ async function checkProfile (profile: Profile, clients: readonly ClientConfig[])
   } catch {
     const failure = tokens.status().lastError
     const code = failure?.code ?? 'unknown'
-    return { ...base, ok: false, ...certificate(), error: { code, message: failure?.message ?? 'the token request failed', hint: hintFor(code) } }
+    return { ...base, ok: false, ...certificate(), error: { code, message: failure?.message ?? 'the token request failed', hint: hintFor(code, config) } }
   } finally {
     tokens.close()
   }

@@ -82,3 +82,28 @@ export function compareSpecificity (a: PathPattern, b: PathPattern): number {
   }
   return 0
 }
+
+/**
+ * Whether some path matches both patterns: a rule and a catalogue entry overlap when a request
+ * the rule lets through can reach the entry's endpoint.
+ */
+export function patternsOverlap (a: PathPattern, b: PathPattern): boolean {
+  const length = Math.max(a.length, b.length)
+  for (let i = 0; i < length; i++) {
+    const x = a[i]
+    const y = b[i]
+    if (x?.rank === REST || y?.rank === REST) return true
+    if (x === undefined || y === undefined) return false
+    if (!segmentsOverlap(x, y)) return false
+  }
+  return true
+}
+
+function segmentsOverlap (x: Segment, y: Segment): boolean {
+  if (x.rank === ONE || y.rank === ONE) return true
+  if (x.rank === LITERAL && y.rank === LITERAL) return x.text === y.text
+  if (x.rank === CALL && y.rank === CALL) return x.text.startsWith(y.text) || y.text.startsWith(x.text)
+  const [call, literal] = x.rank === CALL ? [x, y] : [y, x]
+  const text = decodeParentheses(literal.text)
+  return text.startsWith(call.text) && text.endsWith(')')
+}

@@ -27,7 +27,7 @@ export function logTokenEvents (profiles: readonly Profile[], logger: Logger): v
         profile: config.name,
         code: failure.code,
         error: failure.message,
-        hint: hintFor(failure.code),
+        hint: hintFor(failure.code, config),
         retryAt: new Date(retryAt).toISOString()
       }, 'token request failed')
     })

@@ -47,6 +47,24 @@ export const entraErrors = {
     code: 700016,
     message: `Application with identifier '${clientId}' was not found in the directory '${tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.`
   }),
+  servicePrincipalMissing: (clientId: string, tenant: string): EntraError => ({
+    status: 401,
+    error: 'invalid_client',
+    code: 7000229,
+    message: `The client application ${clientId} is missing service principal in the tenant ${tenant}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119`
+  }),
+  consentMissing: (clientId: string, appName: string): EntraError => ({
+    status: 400,
+    error: 'invalid_grant',
+    code: 65001,
+    message: `The user or administrator has not consented to use the application with ID '${clientId}' named '${appName}'. Send an interactive authorization request for this user and resource.`
+  }),
+  serviceNotProvisioned: (serviceAppId: string, serviceName: string, tenant: string): EntraError => ({
+    status: 401,
+    error: 'invalid_client',
+    code: 650052,
+    message: `The app is trying to access a service '${serviceAppId}'(${serviceName}) that your organization '${tenant}' lacks a service principal for. Contact your IT Admin to review the configuration of your service subscriptions or consent to the application in order to create the required service principal.`
+  }),
   missingCredential: (): EntraError => ({
     status: 401,
     error: 'invalid_client',

@@ -9,6 +9,8 @@ import type { Clock } from '../common/clock.js'
 import type { TestPki } from './pki.js'
 import { CLIENT_ASSERTION_TYPE, checkClientAssertion, registerCertificate } from './client-assertion.js'
 import type { FederatedCredential, RegisteredCertificate } from './client-assertion.js'
+import { ConsentGaps, checksCredentialFirst, gapError } from './entra-consent.js'
+import type { ConsentGap, UnconsentedApp } from './entra-consent.js'
 import { entraErrorBody, entraErrors } from './entra-errors.js'
 import type { EntraError } from './entra-errors.js'
 import { createOpenIdConfiguration } from './entra-metadata.js'
@@ -17,6 +19,7 @@ import { decodeJwt, signJwt, verifyJwtSignature } from './jwt.js'
 import { stableGuid } from './sample-data.js'
 
 export type { FederatedCredential } from './client-assertion.js'
+export type { ConsentGap, UnconsentedApp } from './entra-consent.js'
 export const DEFAULT_AUDIENCE = 'https://api.securitycenter.microsoft.com'
 export const DEFAULT_TOKEN_LIFETIME_SECONDS = 3599
 
@@ -34,6 +37,8 @@ export interface EntraApp {
   certificatePem?: string
   federatedCredentials?: FederatedCredential[]
   roles: string[]
+  /** The name AADSTS65001 quotes; the client id when absent. */
+  displayName?: string
 }
 
 /**
@@ -53,6 +58,8 @@ export interface EntraSimulatorOptions {
   tokenLifetimeSeconds?: number
   refreshInSeconds?: number | undefined
   audience?: string
+  /** Tenants where an app of `apps` (registered in another tenant) is not consented to. */
+  unconsented?: UnconsentedApp[]
 }
 
 export interface TokenRequestEvent {
@@ -102,6 +109,7 @@ class EntraSimulator extends EventEmitter<{ 'token-request': [TokenRequestEvent]
   #tokenRequests = 0
   #mode: EntraMode = 'ok'
   #apps: AppRecord[]
+  #gaps: ConsentGaps
   #server: Server
   #clock: Pick<Clock, 'now'>
   #audience: string
@@ -121,6 +129,7 @@ class EntraSimulator extends EventEmitter<{ 'token-request': [TokenRequestEvent]
     this.#lifetime = options.tokenLifetimeSeconds ?? DEFAULT_TOKEN_LIFETIME_SECONDS
     this.#refreshIn = options.refreshInSeconds
     this.#apps = options.apps.map(toRecord)
+    this.#gaps = new ConsentGaps(options.unconsented)
     this.#signingKey = keys.privateKey
     this.#verifyingKey = keys.publicKey
     this.#kid = createHash('sha1').update(keys.publicKey.export({ type: 'spki', format: 'der' })).digest('base64url')
@@ -153,6 +162,20 @@ class EntraSimulator extends EventEmitter<{ 'token-request': [TokenRequestEvent]
       record.app.certificatePem = certificatePem
       record.certificate = certificatePem === undefined ? undefined : registerCertificate(certificatePem)
     }
+  }
+
+  /** From now on the tenant answers for the app as one whose admin has not consented (see ConsentGap). */
+  withholdConsent (app: UnconsentedApp): void {
+    this.#gaps.add(app)
+    this.#apps = this.#apps.filter((r) => !(sameId(r.app.tenantId, app.tenantId) && sameId(r.app.clientId, app.clientId)))
+  }
+
+  /** What the admin-consent link does: the app, with its credentials and roles, now exists in the tenant. */
+  grantConsent (tenantId: string, clientId: string): void {
+    const [home] = this.#recordsOf(clientId)
+    this.#gaps.remove(tenantId, clientId)
+    if (home === undefined || this.#apps.some((r) => sameId(r.app.tenantId, tenantId) && sameId(r.app.clientId, clientId))) return
+    this.#apps.push({ app: { ...home.app, tenantId }, certificate: home.certificate })
   }
 
   setFederatedCredentials (clientId: string, credentials: FederatedCredential[]): void {
@@ -267,6 +290,8 @@ class EntraSimulator extends EventEmitter<{ 'token-request': [TokenRequestEvent]
     if (grantType === null) return fail(entraErrors.missingParameter('grant_type'))
     if (grantType !== 'client_credentials') return fail(entraErrors.unsupportedGrantType(grantType))
     if (clientId === undefined) return fail(entraErrors.missingParameter('client_id'))
+    const gap = this.#gaps.find(tenant, clientId)
+    if (gap !== undefined) return fail(this.#unconsented(gap, form, tenant, clientId))
     const record = this.#apps.find((r) => sameId(r.app.tenantId, tenant) && sameId(r.app.clientId, clientId))
     if (record === undefined) return fail(entraErrors.appNotFound(clientId, tenant))
 
@@ -288,6 +313,16 @@ class EntraSimulator extends EventEmitter<{ 'token-request': [TokenRequestEvent]
       ...(this.#refreshIn === undefined ? {} : { refresh_in: this.#refreshIn }),
       access_token: accessToken
     }, { 'cache-control': 'no-store, no-cache', pragma: 'no-cache', 'x-ms-request-id': randomUUID() })
+  }
+
+  #unconsented (gap: ConsentGap, form: URLSearchParams, tenant: string, clientId: string): EntraError {
+    const home = this.#apps.find((r) => sameId(r.app.clientId, clientId))
+    if (home !== undefined && checksCredentialFirst(gap)) {
+      const authenticated = this.#authenticate(form, home, tenant)
+      if ('code' in authenticated) return authenticated
+    }
+    const resource = (form.get('scope') ?? '').replace(/\/\.default$/, '')
+    return gapError(gap, { tenant, clientId, resource, appName: home?.app.displayName ?? clientId })
   }
 
   #authenticate (form: URLSearchParams, record: AppRecord, tenant: string): EntraError | { appidacr: '1' | '2' } {
@@ -319,7 +354,7 @@ class EntraSimulator extends EventEmitter<{ 'token-request': [TokenRequestEvent]
   }
 
   #checkTenant (tenant: string): EntraError | null {
-    if (this.#apps.some((r) => sameId(r.app.tenantId, tenant))) return null
+    if (this.#apps.some((r) => sameId(r.app.tenantId, tenant)) || this.#gaps.hasTenant(tenant)) return null
     return isTenantShaped(tenant) ? entraErrors.tenantNotFound(tenant) : entraErrors.tenantInvalid(tenant)
   }
 

@@ -3,7 +3,7 @@ import type { Clock } from '../common/clock.js'
 import { startDefenderSimulator } from './defender.js'
 import type { DefenderSimulator } from './defender.js'
 import { startEntraSimulator } from './entra.js'
-import type { EntraSimulator } from './entra.js'
+import type { EntraSimulator, UnconsentedApp } from './entra.js'
 import { createTestPki } from './pki.js'
 import type { TestPki } from './pki.js'
 import { SAMPLE_TENANT_ID } from './sample-data.js'
@@ -12,7 +12,7 @@ export { createTestPki } from './pki.js'
 export { signJwt } from './jwt.js'
 export type { ClientCertificate, ClientCertificateOptions, TestPki } from './pki.js'
 export { startEntraSimulator, DEFAULT_AUDIENCE, DEFAULT_TOKEN_LIFETIME_SECONDS } from './entra.js'
-export type { AccessTokenClaims, EntraApp, EntraMode, EntraSimulator, EntraSimulatorOptions, FederatedCredential, IssueAccessTokenOptions, TokenRequestEvent } from './entra.js'
+export type { AccessTokenClaims, ConsentGap, EntraApp, EntraMode, EntraSimulator, EntraSimulatorOptions, FederatedCredential, IssueAccessTokenOptions, TokenRequestEvent, UnconsentedApp } from './entra.js'
 export { startManagedIdentityEndpoint, APP_SERVICE_TOKEN_PATH, IMDS_TOKEN_PATH } from './managed-identity.js'
 export type { ManagedIdentity, ManagedIdentityEndpoint, ManagedIdentityEndpointOptions, ManagedIdentityRequest } from './managed-identity.js'
 export { startDefenderSimulator, ACTION_DONE_MS, ACTION_PENDING_MS, API_PAGE_SIZE, DEFAULT_PER_MINUTE, EXPORT_PAGE_SIZE } from './defender.js'
@@ -41,6 +41,8 @@ export interface SimulatorOptions {
   roles?: readonly string[]
   perMinute?: number
   pageSize?: number
+  /** Tenants where the demo app is not consented to (see ConsentGap): a partner app before the customer's admin grants it. */
+  unconsented?: Array<Omit<UnconsentedApp, 'clientId'>>
 }
 
 export interface Simulator {
@@ -66,6 +68,7 @@ export async function startSimulator (options: SimulatorOptions = {}): Promise<S
     clock: options.clock,
     tokenLifetimeSeconds: options.tokenLifetimeSeconds,
     refreshInSeconds: options.refreshInSeconds,
+    unconsented: options.unconsented?.map((tenant) => ({ ...tenant, clientId: DEMO_CLIENT_ID })),
     apps: [{ tenantId: DEMO_TENANT_ID, clientId: DEMO_CLIENT_ID, secret: clientSecret, roles: [...(options.roles ?? DEMO_ROLES)] }]
   })
   let defender: DefenderSimulator

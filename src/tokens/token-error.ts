@@ -1,5 +1,6 @@
 import { scrub } from '../common/scrub.js'
 import { BrokerError } from '../common/errors.js'
+import { adminConsentUrl, type ConsentProfile } from '../defender/consent.js'
 
 export interface TokenFailure {
   /** `AADSTS7000215`, or what went wrong on our side: `BrokerTokenTimeout`, `ECONNREFUSED`, `BrokerTokenInvalid`, … */
@@ -14,10 +15,8 @@ const UNTRUSTED_HINT = 'the TLS certificate (of the token endpoint, or of a TLS-
 const HINTS: Record<string, string> = {
   AADSTS7000215: 'the client secret is wrong: use the secret\'s Value, not its Secret ID',
   AADSTS7000222: 'the client secret has expired: create a new one and update the setting',
-  AADSTS700016: 'no app with this client id exists in this tenant: check the client id and tenant id',
   AADSTS90002: 'the tenant does not exist: check the tenant id',
   AADSTS700027: 'the certificate was not accepted: upload this certificate to the app registration',
-  AADSTS500011: 'the resource is not known in this tenant: check the scope and that the Defender service is provisioned',
   AADSTS50049: 'the authority is not known: check the authority host',
   AADSTS1002012: 'the scope is malformed: it must end with /.default',
   AADSTS700024: 'the client assertion has expired or is not valid yet: check that the federated token file is being renewed (the projected service account token)',
@@ -33,8 +32,34 @@ const HINTS: Record<string, string> = {
   proxy_refused: 'the proxy refused to open a tunnel: allow CONNECT to the token endpoint (and the API) on port 443, or list the host in NO_PROXY'
 }
 
-export function hintFor (code: string): string | undefined {
-  return HINTS[code]
+/**
+ * Entra ID's answers for an app that is not (fully) set up in the tenant: each case in its own
+ * words, given where an admin of the tenant consents.
+ */
+const CONSENT_HINTS: Record<string, (consent: string) => string> = {
+  AADSTS700016: (consent) => `the app is not in this tenant: if it is a multi-tenant (partner) app, an admin of this tenant must consent to it: ${consent}; ` +
+    'otherwise the client id or the tenant id is wrong',
+  AADSTS7000229: (consent) => `the app has no service principal in this tenant (it is registered, but was never set up here): an admin of this tenant creates it by consenting: ${consent}`,
+  AADSTS65001: (consent) => `consent was not given in this tenant: an admin of this tenant must grant the app's permissions: ${consent}`,
+  AADSTS650051: (consent) => 'the tenant could not set up the app: the tenant is unmanaged (an admin must first take it over by verifying its domain), ' +
+    `or a service principal left from an earlier consent conflicts (delete that enterprise application, then consent again): ${consent}`,
+  AADSTS650052: (consent) => 'the app needs access to a service this tenant has not provisioned (it has no service principal for it): ' +
+    `check that Defender for Endpoint is set up in this tenant, then have an admin consent: ${consent}`,
+  AADSTS500011: (consent) => 'the Defender for Endpoint API (WindowsDefenderATP) is not in this tenant: Defender for Endpoint is not provisioned here, ' +
+    `or consent is missing (an admin of this tenant: ${consent}); check too that the profile's cloud and scope are this tenant's`
+}
+
+/** What to do about a token failure's code, for check, /status and the log alike; the profile's consent link where consent is the cure. */
+export function hintFor (code: string, profile?: ConsentProfile): string | undefined {
+  const consentHint = CONSENT_HINTS[code]
+  return consentHint === undefined ? HINTS[code] : consentHint(whereToConsent(profile))
+}
+
+function whereToConsent (profile: ConsentProfile | undefined): string {
+  if (profile === undefined) return 'run defender-token-broker consent for the link'
+  const url = adminConsentUrl(profile)
+  if (url === undefined) return 'a managed identity gets its permissions by app role assignment, not consent (docs/credentials.md)'
+  return `open ${url}`
 }
 
 /** Turns whatever a token call threw into a code and a message fit for logs and /status. */
