@@ -13,7 +13,7 @@ import { request } from 'undici'
 import { startSimulator } from '../src/simulator/index.js'
 import { command, startCluster, startSentinelGroup } from './helpers/redis-ha.js'
 import { requireRedis, startRedis } from './helpers/redis.js'
-import { CLI_PATH, cliEnv, spawnCli, type CliProcess } from './helpers/spawn.js'
+import { CLI_PATH, cliEnv, runCli, spawnCli, type CliProcess } from './helpers/spawn.js'
 
 const PROFILE = 'from-yaml'
 const home = t.testdir({})
@@ -100,6 +100,41 @@ t.test('serve from the bundle with a YAML config: every own endpoint and a forwa
   t.match(metrics.text, sample('broker_upstream_requests_total', { profile: PROFILE, method: 'GET', status: '200' }, '1'), 'GET /metrics: the forwarded request')
   t.match(metrics.text, sample('broker_upstream_request_duration_seconds_bucket', { profile: PROFILE, le: '+Inf' }, '1'), 'GET /metrics: its duration')
   t.match(metrics.text, /^# TYPE process_cpu_user_seconds_total counter$/m, "GET /metrics: prom-client's default process metrics")
+})
+
+t.test('guard rails from the bundle: a dry run, a cap, the refusals counted, and check printing them', async (t) => {
+  const guards = [
+    'guards:',
+    '  actions: [{ allow: "POST /api/machines/*/isolate", perHour: 1 }]',
+    '  indicators: { allowlist: [contoso.com] }'
+  ]
+  const { url } = await serveBundle(t, brokerYaml(guards))
+  const [first, second] = simulator.defender.data.machines.filter((machine) => machine.machineTags.length === 0)
+  const isolate = async (machine: string, headers: Record<string, string> = {}) => {
+    const response = await request(`${url}/api/machines/${machine}/isolate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ Comment: 'bundle', IsolationType: 'Full' })
+    })
+    return { status: response.statusCode, body: await response.body.json() as any }
+  }
+  const posts = () => simulator.defender.requests.filter((recorded) => recorded.method === 'POST').length
+  const before = posts()
+  const dry = await isolate(first?.id as string, { 'x-broker-dry-run': 'true' })
+  t.match(dry, { status: 201, body: { id: /^dryrun-/, type: 'Isolate', status: 'Pending' } }, 'a dry run in the API\'s shape')
+  t.equal(posts(), before, 'that reached nothing')
+  t.equal((await isolate(first?.id as string)).status, 201, 'the one isolation the cap allows')
+  const capped = await isolate(second?.id as string)
+  t.match(capped, { status: 403, body: { error: { code: 'BrokerGuardrail', message: /allows 1 an hour for the app/ } } }, 'the next is refused')
+  const metrics = await get(`${url}/metrics`)
+  t.match(metrics.text, sample('broker_guardrail_refusals_total', { profile: PROFILE, guard: 'cap' }, '1'), 'the refusal counted by guard')
+  t.match(metrics.text, sample('broker_dry_runs_total', { profile: PROFILE }, '1'), 'the dry run counted')
+
+  const dir = t.testdir({ 'broker.yaml': brokerYaml(guards) })
+  const check = await runCli(t, ['check', '--config', join(dir, 'broker.yaml')], { env: cliEnv(home) })
+  t.equal(check.code, 0, 'check exits 0')
+  t.match(check.stdout, /^ {2}guards {6}cap "POST \/api\/machines\/\*\/isolate": 1 an hour for the app$/m, 'check prints the cap')
+  t.match(check.stdout, /^ {14}no Block\/AlertAndBlock\/BlockAndRemediate indicator on: contoso\.com$/m, 'and the allowlist')
 })
 
 t.test('serve from the bundle with a budget shared through Redis (ioredis loaded from node_modules)', async (t) => {
