@@ -312,3 +312,16 @@ t.test('a cache rule is a read with a valid path pattern and a lifetime', async 
   t.match(fileFailure(t, profileYaml({ cache: [{ allow: 'GET /api/**', ttlSeconds: 0 }] })), /^profiles\[0\]\.cache\[0\]\.ttlSeconds: /)
   t.match(fileFailure(t, 'reads: { cacheMaxMiB: 0 }\n' + profileYaml()), /^reads\.cacheMaxMiB: /)
 })
+
+t.test('guard rails: a cap counts state changes and has a limit; allowlist ranges are ranges', async t => {
+  t.match(fileFailure(t, profileYaml({ guards: { actions: [{ allow: 'GET /api/machines', perHour: 1 }] } })), /^profiles\[0\]\.guards\.actions\[0\]\.allow: /, 'a read cannot be capped')
+  t.equal(fileFailure(t, profileYaml({ guards: { actions: [{ allow: 'POST /api/machines/*/isolate' }] } })),
+    'profiles[0].guards.actions[0].perHour: is missing: a cap needs at least one of perHour, perDay, perClientPerHour and perClientPerDay')
+  t.equal(fileFailure(t, 'guards: { actions: [{ allow: "POST /api/**/x/**", perDay: 3 }] }\n' + profileYaml()).split(':')[0], 'guards.actions[0].allow',
+    'the broker-wide section is named as such')
+  t.equal(fileFailure(t, profileYaml({ guards: { indicators: { allowlist: ['10.0.0.0/33'] } } })),
+    'profiles[0].guards.indicators.allowlist[0]: 10.0.0.0/33 is not a CIDR range: write it as address/bits, bits at most 32')
+  t.match(fileFailure(t, profileYaml({ guards: { protect: { tags: ['Tier0'], lookupCacheSeconds: -1 } } })), /^profiles\[0\]\.guards\.protect\.lookupCacheSeconds: /)
+  t.match(fileFailure(t, profileYaml({ guards: { protect: { ids: ["abc' or 1 eq 1"] } } })), /^profiles\[0\]\.guards\.protect\.ids\[0\]: /)
+  t.match(fileFailure(t, stringify({ clients: [{ name: 'x', keySha256: 'a'.repeat(64), dryRun: 'yes' }] }) + profileYaml()), /^clients\[0\]\.dryRun: /)
+})

@@ -3,7 +3,7 @@ import { BrokerConfigInvalid } from '../common/errors.js'
 import { checkRule } from './rules.js'
 import { DEFAULT_LOOKUP_CACHE_SECONDS, type GuardsFile } from './schema.js'
 import type { GuardsConfig } from './types.js'
-import type { PathNamer } from './validate.js'
+import { dottedPath, type PathNamer } from './validate.js'
 
 const CAP_LIMITS = ['perHour', 'perDay', 'perClientPerHour', 'perClientPerDay'] as const
 
@@ -16,7 +16,7 @@ export function resolveGuards (own: GuardsFile | undefined, broker: GuardsFile |
     const mine = own?.[key]
     if (mine !== undefined) return { value: mine as NonNullable<GuardsFile[K]>, where: (segments) => at(['guards', key, ...segments]) }
     const wide = broker?.[key]
-    if (wide !== undefined) return { value: wide as NonNullable<GuardsFile[K]>, where: (segments) => ['guards', key, ...segments].join('.') }
+    if (wide !== undefined) return { value: wide as NonNullable<GuardsFile[K]>, where: (segments) => dottedPath('guards')(['guards', key, ...segments]) }
     return undefined
   }
   const actions = pick('actions')
