@@ -159,6 +159,12 @@ t.test('a machine that cannot be read is not acted on: the guard fails closed', 
   t.equal(upstreamCalls(stack, 'POST', /./), 0, 'no action reached the API')
   const afterwards = await isolate(stack, KEYS.soar, first.id)
   t.equal(afterwards.status, 201, 'once the read works, the action goes')
+  const token = stack.app.profiles[0]?.tokens.usable()?.value as string
+  t.ok(token.length > 20)
+  const answers = JSON.stringify([failed, unknown, listed, afterwards])
+  for (const secret of [token, KEYS.soar, stack.simulator.clientSecret]) {
+    t.notOk(stack.logs.text().includes(secret) || answers.includes(secret), 'no token, key or secret in the logs, the audit or the answers')
+  }
 })
 
 t.test('block indicators on allowlisted values are refused; other indicators go', SCENARIO, async (t) => {
