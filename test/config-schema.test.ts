@@ -59,7 +59,11 @@ t.test('config/example.yaml is valid and loads', async t => {
   t.same(config.clients.map(client => [client.name, client.allow]), [
     ['soar', ['GET /api/**', 'POST /api/machines/*/isolate', 'GET /status']],
     ['siem', ['GET /api/alerts', 'GET /api/alerts/**']],
+    ['soar-rehearsal', []],
     ['prometheus', ['GET /metrics']]
   ], 'rules for the own endpoints are valid')
+  t.equal(config.clients.find(client => client.name === 'soar-rehearsal')?.dryRun, true, 'a dry-run client')
+  t.same(config.profiles.map(profile => profile.guards.actions.length), [1, 1], 'the broker-wide guards apply to both profiles')
+  t.same(config.profiles[0]?.guards.protect?.tags, ['tier0'])
   t.same(config.listen, { host: '127.0.0.1', port: 8080, allowedHosts: ['defender-broker'] })
 })

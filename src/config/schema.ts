@@ -226,9 +226,9 @@ const GuardSettings = Type.Object({
     description: 'Caps on state-changing calls (machine actions, indicators, alert changes); a call counts in every cap whose allow matches it. Absent: no caps.'
   })),
   protect: Type.Optional(Type.Object({
-    tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200, description: 'A machine tag (machineTags), compared case-insensitively.' }), { default: [] })),
-    names: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 255, description: 'A computerDnsName pattern, case-insensitive: "*" any run of characters, "?" one, e.g. "dc-*.contoso.local".' }), { default: [] })),
-    ids: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: 'A machine id.' }), { default: [] })),
+    tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200, description: 'A machine tag (machineTags), compared case-insensitively.' }), { default: [], description: 'Machine tags that protect a machine, e.g. Tier0.' })),
+    names: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 255, description: 'A computerDnsName pattern, case-insensitive: "*" any run of characters, "?" one, e.g. "dc-*.contoso.local".' }), { default: [], description: 'computerDnsName patterns that protect a machine.' })),
+    ids: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: 'A machine id.' }), { default: [], description: 'Ids of machines that are protected.' })),
     lookupCacheSeconds: Type.Optional(Type.Integer({
       minimum: 0,
       maximum: 3600,
