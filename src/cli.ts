@@ -26,7 +26,8 @@ Options:
   --version, -v   the version
 
 Credentials come from AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or
-AZURE_CLIENT_CERTIFICATE_PATH), or from the profiles of a config file. See the README.
+AZURE_CLIENT_CERTIFICATE_PATH), or from the profiles of a config file, or from a managed
+identity (IDENTITY_ENDPOINT, MSI_ENDPOINT, or BROKER_MANAGED_IDENTITY=true). See the README.
 `
 
 function version (): string {
