@@ -11,6 +11,10 @@ Usage:
                                                    get one token per profile and show what it allows
   defender-token-broker demo                       run against the built-in simulator (no Azure needed)
   defender-token-broker keygen [NAME] [--json]     make a client key and print its config lines
+  defender-token-broker init --tenant ID --client-id ID --secret-file FILE [--client NAME]...
+                                                   write a commented config file (never overwrites);
+                                                   also --certificate-file FILE or --managed-identity:
+                                                   see defender-token-broker init --help
   defender-token-broker ca [--config FILE]         print the egress proxy's CA certificate (made if needed)
   defender-token-broker consent [--profile NAME] [--config FILE] [--json]
                                                    print each profile's admin-consent link and the permissions it asks for
@@ -25,7 +29,8 @@ Options:
   --version, -v   the version
 
 Credentials come from AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or
-AZURE_CLIENT_CERTIFICATE_PATH), or from the profiles of a config file. See the README.
+AZURE_CLIENT_CERTIFICATE_PATH), or from the profiles of a config file, or from a managed
+identity (IDENTITY_ENDPOINT, MSI_ENDPOINT, or BROKER_MANAGED_IDENTITY=true). See the README.
 `
 
 function version (): string {
@@ -34,6 +39,15 @@ function version (): string {
 }
 
 export async function main (argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  // init has flags of its own.
+  if (argv[0] === 'init') {
+    const { INIT_USAGE, runInit } = await import('./commands/init.js')
+    if (argv.includes('--help') || argv.includes('-h')) {
+      process.stdout.write(INIT_USAGE)
+      return 0
+    }
+    return runInit(argv.slice(1))
+  }
   let parsed
   try {
     parsed = parseArgs({

@@ -103,7 +103,8 @@ export function registerOwnEndpoints (app: FastifyInstance, { profiles, clients,
           clientId: config.clientId,
           credential: config.credential.type,
           cloud: config.cloud,
-          authority: `${config.authorityHost}/${config.tenantId}`,
+          // A managed identity's tokens come from its endpoint, not from an authority.
+          authority: config.credential.type === 'managedIdentity' ? undefined : `${config.authorityHost}/${config.tenantId}`,
           upstream: config.upstream,
           scope: config.scope,
           token: {

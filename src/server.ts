@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import { buildApp, type AppDeps } from './app.js'
 import type { Config } from './config/types.js'
 import { assertSafeExposure } from './inbound/exposure.js'
+import { describeProxies } from './outbound/dispatcher.js'
 
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000
 
@@ -45,10 +46,24 @@ export async function startServer (config: Config, options: ServeOptions): Promi
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host
   const url = `http://${host}:${port}`
 
+  for (const profile of config.profiles) {
+    if (config.source !== 'environment' || profile.credential.type !== 'managedIdentity') continue
+    logger.info({ profile: profile.name, credential: profile.credential.type, source: profile.credentialSource },
+      `no secret, certificate or federated token is set: profile ${profile.name} uses the managed identity found by ${profile.credentialSource}`)
+  }
   logger.info({
     listen: url,
     inbound: config.clients.length > 0 ? `${config.clients.length} client key(s)` : 'no client keys: local processes only',
-    profiles: config.profiles.map((p) => ({ name: p.name, basePath: p.basePath, credential: p.credential.type, upstream: p.upstream, tenantId: p.tenantId })),
+    profiles: config.profiles.map((p) => ({
+      name: p.name,
+      basePath: p.basePath,
+      credential: p.credential.type,
+      credentialSource: p.credentialSource,
+      upstream: p.upstream,
+      tenantId: p.tenantId
+    })),
+    outboundProxy: describeProxies(options.env ?? process.env) ?? 'none',
+    caFile: config.caFile ?? 'none: the system\'s CAs only',
     config: config.source
   }, 'broker listening')
   // The start-up summary is not held back with the batched lines: it says the broker is up.

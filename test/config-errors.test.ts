@@ -59,9 +59,7 @@ t.test('wrong types and bounds', async t => {
   t.equal(fileFailure(t, 'profiles:\n  - { name: a, basePath: /, tenantId: common, clientId: x, credential: { type: managedIdentity } }\n'),
     'profiles[0].tenantId: must be a tenant GUID or a verified domain such as contoso.onmicrosoft.com; ' +
     'also profiles[0].clientId: must be a GUID such as 11111111-1111-1111-1111-111111111111')
-  t.equal(fileFailure(t, 'profiles:\n  - { name: a }\n'),
-    'profiles[0].basePath: is required; also profiles[0].tenantId: is required; also profiles[0].clientId: is required; ' +
-    'also profiles[0].credential: is required')
+  t.equal(fileFailure(t, 'profiles:\n  - { name: a }\n'), 'profiles[0].credential: is required')
   t.equal(fileFailure(t, '- a\n- b\n'), '<dir>/broker.yaml: must be a mapping of settings')
 })
 
@@ -168,12 +166,37 @@ t.test('no credentials at all is its own error, with no fallback', async t => {
   t.equal(err.code, 'BrokerConfigInvalid')
   t.equal(err.message,
     'No credentials configured: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH), ' +
-    'or a config file with profiles (--config / BROKER_CONFIG). To try the broker without Azure, run `npm run demo`.')
+    'or a config file with profiles (--config / BROKER_CONFIG; `defender-token-broker init` writes one), ' +
+    'or BROKER_MANAGED_IDENTITY=true on an Azure VM. To try the broker without Azure, run `npm run demo`.')
+  t.ok(isNoCredentialsError(failure({ env: { BROKER_MANAGED_IDENTITY: 'false', MSI_ENDPOINT: 'http://127.0.0.1:1/msi' } })),
+    'BROKER_MANAGED_IDENTITY=false: a managed identity endpoint is not used')
   const dir = t.testdir({ 'broker.yaml': 'listen: { port: 9000 }\n', 'empty.yaml': '' })
   t.ok(isNoCredentialsError(failure({ argvConfigPath: join(dir, 'broker.yaml'), env: { BROKER_UPSTREAM: 'https://x.test' } })))
   t.ok(isNoCredentialsError(failure({ argvConfigPath: join(dir, 'empty.yaml'), env: {} })))
   t.notOk(isNoCredentialsError(failure({ env: { AZURE_TENANT_ID: TENANT } })))
   t.notOk(isNoCredentialsError(new Error('other')))
+})
+
+t.test('what only a managed identity may leave out', async t => {
+  const secretProfile = { name: 'a', credential: { type: 'secret', secret: 'x' } }
+  t.equal(fileFailure(t, stringify({ profiles: [secretProfile] })),
+    'profiles[0].tenantId: is required with a secret credential: set it to the directory (tenant) id of the app registration ' +
+    '(only a managedIdentity credential may leave it out)')
+  t.equal(fileFailure(t, stringify({ profiles: [{ ...secretProfile, tenantId: TENANT }] })),
+    'profiles[0].clientId: is required with a secret credential: set it to the application (client) id of the app registration ' +
+    '(only a managedIdentity credential may leave it out)')
+  t.equal(fileFailure(t, stringify({
+    profiles: [
+      { name: 'a', basePath: '/', credential: { type: 'managedIdentity' } },
+      { name: 'b', credential: { type: 'managedIdentity', clientId: CLIENT } }
+    ]
+  })), 'profiles[1].basePath: is required when the file defines several profiles: give each its own path prefix, e.g. / for one and /fabrikam for another')
+  t.equal(failure({ env: { BROKER_MANAGED_IDENTITY: 'yes' } }).message, 'BROKER_MANAGED_IDENTITY: must be true, false, 1 or 0')
+  t.equal(failure({ env: { BROKER_MANAGED_IDENTITY: 'true', AZURE_CLIENT_SECRET_FILE: '/x' } }).message,
+    'BROKER_MANAGED_IDENTITY: and AZURE_CLIENT_SECRET_FILE are both set: unset AZURE_CLIENT_SECRET_FILE to use the managed identity, ' +
+    'or BROKER_MANAGED_IDENTITY to use the app\'s credential')
+  t.equal(failure({ env: { IDENTITY_ENDPOINT: 'http://127.0.0.1:1/msi/token', AZURE_CLIENT_ID: 'not-a-guid' } }).message,
+    'AZURE_CLIENT_ID: must be a GUID such as 11111111-1111-1111-1111-111111111111')
 })
 
 t.test('a partial environment names the missing variable', async t => {

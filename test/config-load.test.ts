@@ -106,6 +106,55 @@ t.test('credentials in the environment: secret, then certificate, then federated
   t.same(federated, { type: 'federated', tokenFile: token }, 'a 0644 token file is accepted')
 })
 
+t.test('with no secret, certificate or token, a managed identity endpoint in the environment is used', async t => {
+  const appService = { IDENTITY_ENDPOINT: 'http://127.0.0.1:41000/msi/token', IDENTITY_HEADER: 'h' }
+  const system = loadConfig({ env: appService })
+  t.same(system.profiles[0], {
+    ...system.profiles[0],
+    name: 'default',
+    basePath: '/',
+    credential: { type: 'managedIdentity' },
+    credentialSource: 'IDENTITY_ENDPOINT (App Service)'
+  })
+  t.notOk('tenantId' in (system.profiles[0] ?? {}), 'no tenantId: the token names it')
+  t.notOk('clientId' in (system.profiles[0] ?? {}), 'no clientId')
+
+  const user = loadConfig({ env: { ...appService, AZURE_CLIENT_ID: CLIENT, AZURE_TENANT_ID: TENANT } })
+  t.same(credentialOf(user), { type: 'managedIdentity', clientId: CLIENT }, 'AZURE_CLIENT_ID names a user-assigned identity, as DefaultAzureCredential does')
+  t.equal(user.profiles[0]?.tenantId, TENANT)
+  t.notOk('clientId' in (user.profiles[0] ?? {}), 'the identity, not an app registration')
+
+  t.equal(loadConfig({ env: { MSI_ENDPOINT: 'http://127.0.0.1:41000/msi' } }).profiles[0]?.credentialSource, 'MSI_ENDPOINT (Cloud Shell)')
+  t.equal(loadConfig({ env: { BROKER_MANAGED_IDENTITY: 'true' } }).profiles[0]?.credentialSource, 'BROKER_MANAGED_IDENTITY: IMDS (169.254.169.254)',
+    'IMDS, which no variable announces, only when asked for')
+  t.equal(loadConfig({ env: { BROKER_MANAGED_IDENTITY: '1', AZURE_POD_IDENTITY_AUTHORITY_HOST: 'http://127.0.0.1:41000' } }).profiles[0]?.credentialSource,
+    'BROKER_MANAGED_IDENTITY: AZURE_POD_IDENTITY_AUTHORITY_HOST (IMDS)')
+  t.equal(credentialOf(loadConfig({ env: { ...appService, ...secretEnv } })).type, 'secret', 'a secret comes first, as in DefaultAzureCredential')
+})
+
+t.test('each profile says where its credential is found, never what it is', async t => {
+  const dir = t.testdir()
+  const secretFile = writePrivate(join(dir, 'secret'), 'from-file\n')
+  t.equal(loadConfig({ env: secretEnv }).profiles[0]?.credentialSource, 'AZURE_CLIENT_SECRET')
+  t.equal(loadConfig({ env: { ...secretEnv, AZURE_CLIENT_SECRET: undefined, AZURE_CLIENT_SECRET_FILE: secretFile } }).profiles[0]?.credentialSource, secretFile)
+  const file = join(dir, 'broker.yaml')
+  writeFileSync(file, [
+    'profiles:',
+    `  - { name: a, basePath: /, tenantId: ${TENANT}, clientId: ${CLIENT}, credential: { type: secret, secret: inline-secret } }`,
+    '  - { name: b, basePath: /b, credential: { type: managedIdentity } }',
+    ''
+  ].join('\n'))
+  const config = loadConfig({ argvConfigPath: file, env: { IDENTITY_ENDPOINT: 'http://127.0.0.1:1/msi/token', IMDS_ENDPOINT: 'http://127.0.0.1:1' } })
+  t.same(config.profiles.map((profile) => profile.credentialSource), ['profiles[0].credential.secret', 'IDENTITY_ENDPOINT (Azure Arc)'])
+})
+
+t.test('a lone profile in a file needs no basePath; a managed identity no tenantId or clientId', async t => {
+  const dir = t.testdir({ 'broker.yaml': 'profiles:\n  - name: soc\n    credential: { type: managedIdentity }\n' })
+  const config = loadConfig({ argvConfigPath: join(dir, 'broker.yaml'), env: {} })
+  t.match(config.profiles[0], { name: 'soc', basePath: '/', credential: { type: 'managedIdentity' }, credentialSource: 'IMDS (169.254.169.254)' })
+  t.notOk('tenantId' in (config.profiles[0] ?? {}))
+})
+
 t.test('relative paths in the environment are resolved against cwd', async t => {
   const dir = t.testdir()
   writePrivate(join(dir, 'secret'), 'x')
@@ -320,6 +369,8 @@ t.test('CA certificates from BROKER_CA_FILE win over caFile', async t => {
   const file = join(dir, 'broker.yaml')
   t.equal(loadConfig({ argvConfigPath: file, env: secretEnv }).extraCaPem, readFileSync(join(dir, 'file-ca.pem'), 'utf8'))
   t.equal(loadConfig({ argvConfigPath: file, env: { ...secretEnv, BROKER_CA_FILE: join(dir, 'env-ca.pem') } }).extraCaPem, ca)
+  t.equal(loadConfig({ argvConfigPath: file, env: secretEnv }).caFile, join(dir, 'file-ca.pem'), 'the file is named for the start-up log')
+  t.equal(loadConfig({ argvConfigPath: file, env: { ...secretEnv, BROKER_CA_FILE: join(dir, 'env-ca.pem') } }).caFile, join(dir, 'env-ca.pem'))
 })
 
 t.test('certificate credentials in the file, with a password file', async t => {

@@ -4,16 +4,21 @@ import type { ClientConfig } from '../config/types.js'
 import { describeGuards, dryRunClientsOf } from '../guards/guards.js'
 import { createOutboundDispatcher } from '../outbound/dispatcher.js'
 import { createProfiles, type Profile } from '../runtime/profiles.js'
+import { readClaims } from '../tokens/jwt.js'
 import { describeRoles } from '../tokens/roles.js'
 import { hintFor } from '../tokens/token-error.js'
 import { loadForCommand, type CommandOptions } from './options.js'
 
 interface CheckResult {
   profile: string
-  tenantId: string
-  clientId: string
+  /** A managed identity's are read from its token (`tid`, `appid` or `azp`): absent until it has one. */
+  tenantId?: string
+  clientId?: string
   credential: string
-  authority: string
+  /** Where the credential is found: a file, a variable, a managed identity's endpoint; never a value. */
+  source: string
+  /** Absent for a managed identity: its endpoint, not an authority, hands out the tokens. */
+  authority?: string
   scope: string
   upstream: string
   ok: boolean
@@ -29,12 +34,13 @@ interface CheckResult {
 
 async function checkProfile (profile: Profile, clients: readonly ClientConfig[]): Promise<CheckResult> {
   const { config, tokens, credential } = profile
+  const managedIdentity = config.credential.type === 'managedIdentity'
   const base = {
     profile: config.name,
-    tenantId: config.tenantId,
-    clientId: config.clientId,
+    ...ids(config.tenantId, config.clientId),
     credential: config.credential.type,
-    authority: `${config.authorityHost}/${config.tenantId}`,
+    source: config.credentialSource,
+    ...(managedIdentity ? {} : { authority: `${config.authorityHost}/${config.tenantId}` }),
     scope: config.scope,
     upstream: config.upstream,
     guards: describeGuards(config.guards, dryRunClientsOf(clients, config.name))
@@ -46,8 +52,10 @@ async function checkProfile (profile: Profile, clients: readonly ClientConfig[])
   }
   try {
     const token = await tokens.start()
+    const claims = managedIdentity ? readClaims(token.value) : undefined
     return {
       ...base,
+      ...(claims === undefined ? {} : ids(claims.tid, claims.appid ?? claims.azp)),
       ok: true,
       expiresAt: new Date(token.expiresAt).toISOString(),
       roles: token.roles,
@@ -63,12 +71,18 @@ async function checkProfile (profile: Profile, clients: readonly ClientConfig[])
   }
 }
 
+function ids (tenantId: string | undefined, clientId: string | undefined): Pick<CheckResult, 'tenantId' | 'clientId'> {
+  return { ...(tenantId === undefined ? {} : { tenantId }), ...(clientId === undefined ? {} : { clientId }) }
+}
+
 function printHuman (result: CheckResult): string {
+  const unknown = '(not known: the token names it)'
   const lines = [
     `profile ${result.profile}: ${result.ok ? 'OK' : 'FAILED'}`,
-    `  tenant      ${result.tenantId}`,
-    `  client id   ${result.clientId} (${result.credential})`,
-    `  authority   ${result.authority}`,
+    `  tenant      ${result.tenantId ?? unknown}`,
+    `  client id   ${result.clientId ?? unknown} (${result.credential})`,
+    `  source      ${result.source}`,
+    ...(result.authority === undefined ? [] : [`  authority   ${result.authority}`]),
     `  scope       ${result.scope}`,
     `  upstream    ${result.upstream}`
   ]

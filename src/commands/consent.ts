@@ -9,8 +9,9 @@ export interface ConsentOptions extends CommandOptions {
 
 interface ConsentResult {
   profile: string
-  tenantId: string
-  clientId: string
+  /** Null for a managed identity configured without it: the identity's own. */
+  tenantId: string | null
+  clientId: string | null
   credential: string
   cloud: string
   authorityHost: string
@@ -29,8 +30,8 @@ function describe (profile: ProfileConfig, clients: readonly ClientConfig[]): Co
   const needs = neededPermissions(profile, clients)
   return {
     profile: profile.name,
-    tenantId: profile.tenantId,
-    clientId: profile.clientId,
+    tenantId: profile.tenantId ?? null,
+    clientId: profile.clientId ?? null,
     credential: profile.credential.type,
     cloud: profile.cloud,
     authorityHost: profile.authorityHost,
@@ -43,8 +44,8 @@ function describe (profile: ProfileConfig, clients: readonly ClientConfig[]): Co
 
 function printHuman (result: ConsentResult): string {
   const lines = [
-    `profile ${result.profile}: tenant ${result.tenantId}`,
-    `  client id   ${result.clientId} (${result.credential})`,
+    `profile ${result.profile}: tenant ${result.tenantId ?? '(the identity\'s own)'}`,
+    `  client id   ${result.clientId ?? '(the identity\'s own)'} (${result.credential})`,
     `  cloud       ${result.cloud}, signs in at ${result.authorityHost}`,
     `  consent     ${result.consentUrl ?? result.note}`
   ]

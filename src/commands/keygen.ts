@@ -3,6 +3,18 @@ import type { CommandOptions } from './options.js'
 
 const NAME = /^[a-z0-9][a-z0-9-]*$/
 
+export interface ClientKey {
+  /** 32 random bytes, base64url: what the tool sends. */
+  readonly key: string
+  /** Its lower-case hex SHA-256: all the broker's config holds. */
+  readonly keySha256: string
+}
+
+export function createClientKey (): ClientKey {
+  const key = randomBytes(32).toString('base64url')
+  return { key, keySha256: createHash('sha256').update(key).digest('hex') }
+}
+
 /** A new client key, so nobody hand-rolls one: 32 random bytes, base64url, and its config lines. */
 export function runKeygen (options: CommandOptions & { name?: string }): number {
   const name = options.name ?? 'my-tool'
@@ -10,8 +22,7 @@ export function runKeygen (options: CommandOptions & { name?: string }): number 
     process.stderr.write(`defender-token-broker: the client name ${JSON.stringify(name)} must be lower-case letters, digits and dashes\n`)
     return 2
   }
-  const key = randomBytes(32).toString('base64url')
-  const digest = createHash('sha256').update(key).digest('hex')
+  const { key, keySha256: digest } = createClientKey()
   if (options.json) {
     process.stdout.write(JSON.stringify({ name, key, keySha256: digest }) + '\n')
     return 0

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path'
 import { BrokerConfigInvalid } from '../common/errors.js'
 import { parseOrigin } from './origin.js'
+import { describeManagedIdentitySource, managedIdentityTrigger, MANAGED_IDENTITY_OPT_IN } from './managed-identity-source.js'
 import { HostSchema, LogLevelSchema, PortSchema, type LogLevel } from './schema.js'
 import { fileSecret, inlineSecret } from './secret-files.js'
 import type { SecretSource } from './types.js'
@@ -31,14 +32,15 @@ export interface BrokerEnvironment {
 /** Variables that define the environment's single profile, besides the AZURE_* credential ones. */
 export const SINGLE_PROFILE_VARIABLES = Object.freeze(['BROKER_UPSTREAM', 'BROKER_SCOPE', 'BROKER_CLOUD'])
 
-const CREDENTIAL_VARIABLES = Object.freeze([
-  'AZURE_TENANT_ID',
-  'AZURE_CLIENT_ID',
+/** The variables that give the app's credential itself; with none set, a managed identity may serve. */
+const SECRET_VARIABLES = Object.freeze([
   'AZURE_CLIENT_SECRET',
   'AZURE_CLIENT_SECRET_FILE',
   'AZURE_CLIENT_CERTIFICATE_PATH',
   'AZURE_FEDERATED_TOKEN_FILE'
 ])
+
+const CREDENTIAL_VARIABLES = Object.freeze(['AZURE_TENANT_ID', 'AZURE_CLIENT_ID', ...SECRET_VARIABLES])
 
 /** Where each setting of the environment's profile comes from, for messages. */
 const PROFILE_VARIABLES: Readonly<Record<string, string>> = Object.freeze({
@@ -53,14 +55,16 @@ const PROFILE_VARIABLES: Readonly<Record<string, string>> = Object.freeze({
   'credential/certificateFile': 'AZURE_CLIENT_CERTIFICATE_PATH',
   'credential/password': 'AZURE_CLIENT_CERTIFICATE_PASSWORD',
   'credential/passwordFile': 'AZURE_CLIENT_CERTIFICATE_PASSWORD_FILE',
-  'credential/tokenFile': 'AZURE_FEDERATED_TOKEN_FILE'
+  'credential/tokenFile': 'AZURE_FEDERATED_TOKEN_FILE',
+  'credential/clientId': 'AZURE_CLIENT_ID'
 })
 
 export const environmentPath: PathNamer = segments => PROFILE_VARIABLES[segments.join('/')] ?? 'environment'
 
 export const NO_CREDENTIALS_PATH = 'No credentials configured'
 const NO_CREDENTIALS_PROBLEM = 'set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET ' +
-  '(or AZURE_CLIENT_CERTIFICATE_PATH), or a config file with profiles (--config / BROKER_CONFIG). ' +
+  '(or AZURE_CLIENT_CERTIFICATE_PATH), or a config file with profiles (--config / BROKER_CONFIG; ' +
+  '`defender-token-broker init` writes one), or BROKER_MANAGED_IDENTITY=true on an Azure VM. ' +
   'To try the broker without Azure, run `npm run demo`.'
 
 /** The error for "nothing to serve": the CLI prints its message as is, and never falls back to the simulator. */
@@ -141,12 +145,28 @@ export function assertNoSingleProfileVariables (env: Environment): void {
   }
 }
 
+export interface EnvironmentProfile {
+  /** Shaped like a profile of the config file. */
+  readonly profile: Record<string, unknown>
+  /** For a managed identity: the variable that chose it and the endpoint msal-node will ask, e.g. `IDENTITY_ENDPOINT (App Service)`. */
+  readonly managedIdentitySource?: string
+}
+
 /**
- * The profile `default` at `/`, shaped like a profile of the config file, from the variables
- * azure-identity's EnvironmentCredential reads, with its precedence: secret, then certificate,
- * then federated token. Undefined when none of them is set. File paths are resolved against `cwd`.
+ * The profile `default` at `/` from the variables azure-identity's DefaultAzureCredential reads,
+ * with its precedence: secret, then certificate, then federated token (EnvironmentCredential,
+ * WorkloadIdentityCredential), then a managed identity (see `managedIdentityTrigger`), named by
+ * AZURE_CLIENT_ID when it is user-assigned. Undefined when none of them is set. File paths are
+ * resolved against `cwd`.
  */
-export function profileFromEnvironment (env: Environment, cwd: string): Record<string, unknown> | undefined {
+export function profileFromEnvironment (env: Environment, cwd: string): EnvironmentProfile | undefined {
+  const trigger = managedIdentityTrigger(env)
+  const secretVariable = SECRET_VARIABLES.find(name => envValue(env, name) !== undefined)
+  if (trigger !== undefined && secretVariable === undefined) return managedIdentityProfile(env, trigger)
+  if (trigger === MANAGED_IDENTITY_OPT_IN && secretVariable !== undefined) {
+    throw new BrokerConfigInvalid(MANAGED_IDENTITY_OPT_IN,
+      `and ${secretVariable} are both set: unset ${secretVariable} to use the managed identity, or ${MANAGED_IDENTITY_OPT_IN} to use the app's credential`)
+  }
   if (CREDENTIAL_VARIABLES.every(name => envValue(env, name) === undefined)) return undefined
   const tenantId = envValue(env, 'AZURE_TENANT_ID')
   if (tenantId === undefined) {
@@ -156,13 +176,33 @@ export function profileFromEnvironment (env: Environment, cwd: string): Record<s
   if (clientId === undefined) {
     throw new BrokerConfigInvalid('AZURE_CLIENT_ID', 'is not set: set it to the application (client) id of the app registration')
   }
-  const profile: Record<string, unknown> = {
-    name: 'default',
-    basePath: '/',
-    tenantId,
-    clientId,
-    credential: credentialFromEnvironment(env, cwd)
+  return {
+    profile: withBrokerVariables(env, {
+      name: 'default',
+      basePath: '/',
+      tenantId,
+      clientId,
+      credential: credentialFromEnvironment(env, cwd)
+    })
   }
+}
+
+function managedIdentityProfile (env: Environment, trigger: string): EnvironmentProfile {
+  const tenantId = envValue(env, 'AZURE_TENANT_ID')
+  const clientId = envValue(env, 'AZURE_CLIENT_ID')
+  const endpoint = describeManagedIdentitySource(env)
+  return {
+    profile: withBrokerVariables(env, {
+      name: 'default',
+      basePath: '/',
+      ...(tenantId === undefined ? {} : { tenantId }),
+      credential: { type: 'managedIdentity', ...(clientId === undefined ? {} : { clientId }) }
+    }),
+    managedIdentitySource: endpoint.startsWith(`${trigger} `) ? endpoint : `${trigger}: ${endpoint}`
+  }
+}
+
+function withBrokerVariables (env: Environment, profile: Record<string, unknown>): Record<string, unknown> {
   for (const [setting, name] of [['cloud', 'BROKER_CLOUD'], ['upstream', 'BROKER_UPSTREAM'], ['scope', 'BROKER_SCOPE']] as const) {
     const value = envValue(env, name)
     if (value !== undefined) profile[setting] = value

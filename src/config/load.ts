@@ -65,12 +65,13 @@ export function loadConfig (options: LoadConfigOptions): Config {
       sources.push({ profile, at: segments => dotted(['profiles', String(index), ...segments]), baseDir: fileDir })
     })
   } else {
-    const profile = profileFromEnvironment(env, cwd)
-    if (profile === undefined) throw noCredentialsError()
+    const fromEnv = profileFromEnvironment(env, cwd)
+    if (fromEnv === undefined) throw noCredentialsError()
+    const { profile, managedIdentitySource } = fromEnv
     assertMatchesSchema(ProfileSchema, profile, environmentPath)
-    sources.push({ profile, at: environmentPath, baseDir: cwd })
+    sources.push({ profile, at: environmentPath, baseDir: cwd, ...(managedIdentitySource === undefined ? {} : { managedIdentitySource }) })
   }
-  const profiles = resolveProfiles(sources, broker.authorityHost, settings.guards)
+  const profiles = resolveProfiles(sources, { authorityOverride: broker.authorityHost, env, guards: settings.guards })
   const clients = resolveClients(settings.clients ?? [], profiles, fileDir)
 
   const caFile = broker.caFile === undefined
@@ -97,7 +98,7 @@ export function loadConfig (options: LoadConfigOptions): Config {
     },
     audit: settings.audit?.file === undefined ? {} : { file: checkAuditFile(resolve(fileDir, settings.audit.file)) },
     brokerTokens: resolveBrokerTokens(broker.tokenKeyFile, settings.brokerTokens?.signingKeyFile, fileDir),
-    ...(extraCaPem === undefined ? {} : { extraCaPem }),
+    ...(extraCaPem === undefined || caFile === undefined ? {} : { extraCaPem, caFile: caFile.file }),
     allowUnauthenticated: broker.allowUnauthenticated ?? settings.allowUnauthenticated ?? false,
     egressProxy: resolveEgressProxy(settings.egressProxy, broker.egressProxy, fileDir),
     stateDir: broker.stateDir ?? (settings.stateDir === undefined ? defaultStateDir(env) : resolve(fileDir, settings.stateDir)),

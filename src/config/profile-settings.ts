@@ -8,6 +8,8 @@ import { resolveGuards } from './guards.js'
 import { DEFAULT_RATE_LIMIT, type CredentialFile, type GuardsFile, type ProfileFile } from './schema.js'
 import { checkCertificateFile, checkTokenFile, fileSecret, inlineSecret } from './secret-files.js'
 import type { CredentialConfig, ProfileConfig, SecretSource } from './types.js'
+import type { Environment } from './environment.js'
+import { describeManagedIdentitySource } from './managed-identity-source.js'
 import type { PathNamer } from './validate.js'
 
 export interface ProfileSource {
@@ -16,11 +18,26 @@ export interface ProfileSource {
   readonly at: PathNamer
   /** Directory relative file paths are resolved against. */
   readonly baseDir: string
+  /** Set when the environment chose a managed identity: which variable, and the endpoint. */
+  readonly managedIdentitySource?: string
 }
 
-/** Resolves schema-checked profiles into `ProfileConfig`s and checks what a schema cannot. */
-export function resolveProfiles (sources: readonly ProfileSource[], authorityOverride: string | undefined, guards?: GuardsFile): ProfileConfig[] {
-  const profiles = sources.map(source => resolveProfile(source, authorityOverride, guards))
+export interface ResolveOptions {
+  /** AZURE_AUTHORITY_HOST as an origin: it overrides every profile's authority host. */
+  readonly authorityOverride: string | undefined
+  /** Where a managed identity's endpoint is announced (msal-node reads the same variables). */
+  readonly env: Environment
+  /** The broker-wide guard rails, which a profile's own replace key by key. */
+  readonly guards?: GuardsFile | undefined
+}
+
+/**
+ * Resolves schema-checked profiles into `ProfileConfig`s and checks what a schema cannot.
+ * A lone profile may leave out basePath (it is then `/`); of several, each must give one, as
+ * a path nobody wrote down would decide which tenant a request reaches.
+ */
+export function resolveProfiles (sources: readonly ProfileSource[], options: ResolveOptions): ProfileConfig[] {
+  const profiles = sources.map(source => resolveProfile(source, options, sources.length === 1))
   const names = new Map<string, number>()
   const basePaths = new Map<string, number>()
   profiles.forEach((profile, index) => {
@@ -39,19 +56,34 @@ export function resolveProfiles (sources: readonly ProfileSource[], authorityOve
   return profiles
 }
 
-function resolveProfile ({ profile, at, baseDir }: ProfileSource, authorityOverride: string | undefined, guards: GuardsFile | undefined): ProfileConfig {
+function resolveProfile (source: ProfileSource, options: ResolveOptions, alone: boolean): ProfileConfig {
+  const { profile, at, baseDir } = source
   const cloud = profile.cloud ?? DEFAULT_CLOUD
   const preset = CLOUD_PRESETS[cloud]
-  const authorityHost = authorityOverride ??
+  const authorityHost = options.authorityOverride ??
     (profile.authorityHost === undefined
       ? preset.authorityHost
       : parseOrigin(profile.authorityHost, at(['authorityHost']), { allowLoopbackHttp: false }))
+  if (profile.basePath === undefined && !alone) {
+    throw new BrokerConfigInvalid(at(['basePath']),
+      'is required when the file defines several profiles: give each its own path prefix, e.g. / for one and /fabrikam for another')
+  }
+  const credential = resolveCredential(profile.credential, at, baseDir)
+  if (credential.type !== 'managedIdentity') {
+    for (const [setting, what] of [['tenantId', 'directory (tenant) id'], ['clientId', 'application (client) id']] as const) {
+      if (profile[setting] === undefined) {
+        throw new BrokerConfigInvalid(at([setting]),
+          `is required with a ${credential.type} credential: set it to the ${what} of the app registration (only a managedIdentity credential may leave it out)`)
+      }
+    }
+  }
   return {
     name: profile.name,
-    basePath: normaliseBasePath(profile.basePath, at(['basePath'])),
-    tenantId: profile.tenantId,
-    clientId: profile.clientId,
-    credential: resolveCredential(profile.credential, at, baseDir),
+    basePath: normaliseBasePath(profile.basePath ?? '/', at(['basePath'])),
+    ...(profile.tenantId === undefined ? {} : { tenantId: profile.tenantId }),
+    ...(profile.clientId === undefined ? {} : { clientId: profile.clientId }),
+    credential,
+    credentialSource: credentialSource(credential, source, options.env),
     cloud,
     authorityHost,
     customAuthority: !isPresetAuthorityHost(authorityHost),
@@ -62,7 +94,7 @@ function resolveProfile ({ profile, at, baseDir }: ProfileSource, authorityOverr
     allow: checkRules(profile.allow ?? [], at(['allow'])),
     rateLimit: { ...DEFAULT_RATE_LIMIT, ...profile.rateLimit },
     cache: (profile.cache ?? []).map((rule, index) => ({ allow: checkRule(rule.allow, at(['cache', String(index), 'allow'])), ttlSeconds: rule.ttlSeconds })),
-    guards: resolveGuards(profile.guards, guards, at)
+    guards: resolveGuards(profile.guards, options.guards, at)
   }
 }
 
@@ -118,6 +150,16 @@ function resolveCredential (credential: CredentialFile, at: PathNamer, baseDir: 
       }
       return { type, ...ids }
     }
+  }
+}
+
+/** Where the credential is found, never its value: the file, the setting or variable, the endpoint. */
+function credentialSource (credential: CredentialConfig, source: ProfileSource, env: Environment): string {
+  switch (credential.type) {
+    case 'secret': return credential.secret.origin
+    case 'certificate': return credential.certificateFile
+    case 'federated': return credential.tokenFile
+    case 'managedIdentity': return source.managedIdentitySource ?? describeManagedIdentitySource(env)
   }
 }
 

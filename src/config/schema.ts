@@ -251,12 +251,18 @@ const GuardSettings = Type.Object({
 
 export const ProfileSchema = Type.Object({
   name: Type.String({ pattern: NAME_PATTERN, maxLength: 63, description: 'Name of the profile, used in logs, metrics, /status and clients[].profiles.' }),
-  basePath: Type.String({
+  basePath: Type.Optional(Type.String({
     pattern: BASE_PATH_PATTERN,
-    description: 'Path prefix the profile is served at; the longest matching prefix picks the profile. Must not start with /healthz, /readyz, /metrics or /status.'
-  }),
-  tenantId: Type.String({ pattern: TENANT_PATTERN, description: 'Directory (tenant) id, a GUID, or a verified domain of the tenant.' }),
-  clientId: Type.String({ pattern: GUID_PATTERN, description: 'Application (client) id of the app registration.' }),
+    description: 'Path prefix the profile is served at; the longest matching prefix picks the profile. Must not start with /healthz, /readyz, /metrics or /status. Defaults to / when the file defines one profile; with several, each must set its own.'
+  })),
+  tenantId: Type.Optional(Type.String({
+    pattern: TENANT_PATTERN,
+    description: 'Directory (tenant) id, a GUID, or a verified domain of the tenant. Required, except with a managedIdentity credential, whose token names its tenant.'
+  })),
+  clientId: Type.Optional(Type.String({
+    pattern: GUID_PATTERN,
+    description: 'Application (client) id of the app registration. Required, except with a managedIdentity credential (a user-assigned identity is named in the credential itself).'
+  })),
   credential: Credential,
   cloud: Type.Optional(oneOfLiterals(
     CLOUD_NAMES,

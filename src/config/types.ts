@@ -126,9 +126,16 @@ export interface ProfileConfig {
   readonly name: string
   /** Always starts and, unless it is `/`, does not end with `/`. */
   readonly basePath: string
-  readonly tenantId: string
-  readonly clientId: string
+  /** Absent only with a managed identity, whose token names its tenant (`tid`). */
+  readonly tenantId?: string
+  /** Absent only with a managed identity, whose token names its client (`appid`). */
+  readonly clientId?: string
   readonly credential: CredentialConfig
+  /**
+   * Where the credential is found, for the start-up log and `check`: a file path, a setting or
+   * variable name (`AZURE_CLIENT_SECRET`), or a managed identity's endpoint variable; never a value.
+   */
+  readonly credentialSource: string
   readonly cloud: CloudName
   /** Origin of the authority host, e.g. `https://login.microsoftonline.com`. */
   readonly authorityHost: string
@@ -207,6 +214,8 @@ export interface Config {
   }
   /** PEM text of extra CAs trusted for outbound TLS (BROKER_CA_FILE). */
   readonly extraCaPem?: string
+  /** The file extraCaPem was read from (absolute), for the start-up log. */
+  readonly caFile?: string
   readonly allowUnauthenticated: boolean
   readonly egressProxy: EgressProxyConfig
   readonly reads: ReadsConfig

@@ -1,4 +1,5 @@
 import type { ConfidentialClientApplication, Configuration, INetworkModule } from '@azure/msal-node'
+import { BrokerConfigInvalid } from '../common/errors.js'
 import { loadMsal } from './msal.js'
 import type { ProfileConfig } from '../config/types.js'
 import type { AcquiredToken } from './types.js'
@@ -19,10 +20,13 @@ export function createConfidentialClient (profile: ProfileConfig, networkClient:
     if (app === undefined || appKey !== key) {
       const { ConfidentialClientApplication, LogLevel } = await loadMsal()
       const authority = new URL(profile.authorityHost)
+      const { tenantId, clientId } = profile
+      // The config loader requires both for every credential but a managed identity.
+      if (tenantId === undefined || clientId === undefined) throw new BrokerConfigInvalid(`profile ${profile.name}`, 'needs tenantId and clientId')
       app = new ConfidentialClientApplication({
         auth: {
-          clientId: profile.clientId,
-          authority: `${authority.origin}/${profile.tenantId}`,
+          clientId,
+          authority: `${authority.origin}/${tenantId}`,
           // A custom authority host (Azure Stack, ADFS, a simulator) is trusted as given,
           // with no instance discovery, as the Azure SDK does.
           ...(profile.customAuthority ? { knownAuthorities: [authority.host] } : {}),

@@ -12,7 +12,7 @@ export type ConsentProfile = Pick<ProfileConfig, 'tenantId' | 'clientId' | 'auth
  * managed identity: its permissions are app role assignments, not consent.
  */
 export function adminConsentUrl (profile: ConsentProfile): string | undefined {
-  if (profile.credential.type === 'managedIdentity') return undefined
+  if (profile.credential.type === 'managedIdentity' || profile.tenantId === undefined || profile.clientId === undefined) return undefined
   const url = new URL(`/${encodeURIComponent(profile.tenantId)}/adminconsent`, profile.authorityHost)
   url.searchParams.set('client_id', profile.clientId)
   return url.href

@@ -28,6 +28,33 @@ function variable (env: Environment, name: string): string | undefined {
   return env[name] ?? env[name.toLowerCase()]
 }
 
+/**
+ * The proxies outbound calls go through, for the start-up log: each variable set, with the
+ * proxy's scheme, host and port only (a user name and password in the URL are left out).
+ */
+export function describeProxies (env: Environment): Record<string, string> | undefined {
+  const described: Record<string, string> = {}
+  for (const name of ['HTTPS_PROXY', 'HTTP_PROXY']) {
+    const value = variable(env, name)
+    if (!value) continue
+    described[name] = proxyAddress(value)
+  }
+  return Object.keys(described).length === 0 ? undefined : described
+}
+
+const DEFAULT_PORTS: Readonly<Record<string, string>> = { 'http:': '80', 'https:': '443' }
+
+function proxyAddress (value: string): string {
+  let url: URL
+  try {
+    // undici takes `host:port` without a scheme as http.
+    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`)
+  } catch {
+    return '(not a URL)'
+  }
+  return `${url.protocol}//${url.hostname}:${url.port || (DEFAULT_PORTS[url.protocol] ?? '?')}`
+}
+
 /** NO_PROXY with the managed identity endpoints added; `*` stays `*`. */
 export function noProxyList (env: Environment): string {
   const given = (variable(env, 'NO_PROXY') ?? '').trim()

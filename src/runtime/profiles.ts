@@ -45,7 +45,7 @@ export function createProfiles (config: Config, deps: ProfileDeps): Profile[] {
     })
     const guards = new ProfileGuards(profileConfig.guards, {
       counts,
-      appKey: appKey(keyPrefix, profileConfig.tenantId, profileConfig.clientId),
+      appKey: appKey(keyPrefix, ...appOf(profileConfig)),
       clock: deps.clock,
       ...(windows === undefined ? {} : { hourMs: windows.hourMs })
     })
@@ -80,13 +80,25 @@ function createBudgetFactory (config: Config, deps: ProfileDeps): { createBudget
       profile: profile.name,
       config: profile.rateLimit,
       store: redis,
-      keys: createBudgetKeys(store.keyPrefix, profile.tenantId, profile.clientId),
+      keys: createBudgetKeys(store.keyPrefix, ...appOf(profile)),
       clock: deps.clock,
       expectedReplicas,
       ...(windows === undefined ? {} : { windows })
     }),
     counts: new SharedCounts(redis, deps.clock, expectedReplicas)
   }
+}
+
+/**
+ * The app a profile's budgets belong to. A managed identity given without ids is named by what
+ * the config knows of it: brokers share its budgets when they name the identity alike.
+ */
+function appOf (profile: ProfileConfig): [string, string] {
+  const { credential } = profile
+  const identity = credential.type === 'managedIdentity'
+    ? credential.clientId ?? credential.resourceId ?? credential.objectId ?? `system-assigned:${profile.name}`
+    : undefined
+  return [profile.tenantId ?? 'managed-identity', profile.clientId ?? identity ?? profile.name]
 }
 
 /** The store's target with its passwords read. */

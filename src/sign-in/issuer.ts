@@ -3,6 +3,7 @@ import { LOCAL_CLIENT } from '../broker-tokens/broker-token.js'
 import { BrokerTokenUnavailable } from '../common/errors.js'
 import type { Client, createClientRegistry } from '../inbound/client-keys.js'
 import type { Profile } from '../runtime/profiles.js'
+import { readClaims } from '../tokens/jwt.js'
 import { signInErrors } from './errors.js'
 
 export interface IssuerOptions {
@@ -73,7 +74,7 @@ export function createIssuer ({ profiles, clients, keysRequired, brokerTokens }:
       const wanted = tenant.toLowerCase()
       const matching = profiles.length === 1
         ? profiles
-        : profiles.filter(({ config }) => config.name === tenant || config.tenantId.toLowerCase() === wanted)
+        : profiles.filter(({ config }) => config.name === tenant || config.tenantId?.toLowerCase() === wanted)
       if (matching.length === 0) {
         throw ANY_TENANT.has(wanted) ? signInErrors.identityAmbiguous() : signInErrors.tenantNotFound(tenant)
       }
@@ -92,7 +93,7 @@ export function createIssuer ({ profiles, clients, keysRequired, brokerTokens }:
         if (candidates.length === 1) return candidates[0] as Profile
         throw signInErrors.identityAmbiguous()
       }
-      const named = profiles.find(({ config }) => config.name === id || config.clientId.toLowerCase() === id.toLowerCase())
+      const named = profiles.find(({ config }) => config.name === id || config.clientId?.toLowerCase() === id.toLowerCase())
       if (named === undefined) throw signInErrors.identityNotFound(id)
       if (!mayUse(client, named)) throw signInErrors.profileNotAllowed(client.name, id)
       return named
@@ -107,10 +108,29 @@ export function createIssuer ({ profiles, clients, keysRequired, brokerTokens }:
         throw err
       }
       return brokerTokens.issue({
-        issuer, audience, client: client.name, tenantId: profile.config.tenantId, roles: held.roles, profile: profile.config.name
+        issuer, audience, client: client.name, tenantId: tenantOf(profile), roles: held.roles, profile: profile.config.name
       })
     }
   }
 }
 
 export type Issuer = ReturnType<typeof createIssuer>
+
+/**
+ * The tenant a profile's broker tokens name: its tenantId, else (a managed identity given
+ * without one) the tenant of the token it holds, else its name.
+ */
+export function tenantOf (profile: Profile): string {
+  return profile.config.tenantId ?? heldClaims(profile)?.tid ?? profile.config.name
+}
+
+/** The client id a profile answers with: its clientId, else its held token's (`appid`), else its name. */
+export function clientOf (profile: Profile): string {
+  const claims = heldClaims(profile)
+  return profile.config.clientId ?? claims?.appid ?? claims?.azp ?? profile.config.name
+}
+
+function heldClaims (profile: Profile) {
+  const held = profile.tokens.usable()
+  return held === undefined ? undefined : readClaims(held.value)
+}

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { SIGN_IN_ROUTES } from '../common/paths.js'
 import { markAuthenticated } from '../inbound/connections.js'
 import { signInErrors } from './errors.js'
-import type { SignInClient } from './issuer.js'
+import { clientOf, tenantOf, type SignInClient } from './issuer.js'
 import { acceptedResources, isAcceptedResource } from './resources.js'
 import { originOf } from './request-origin.js'
 import type { SignInOptions } from './routes.js'
@@ -31,9 +31,9 @@ export function managedIdentityRoutes (app: FastifyInstance, { issuer }: SignInO
     request.broker.profile = profile.config.name
     if (!isAcceptedResource(acceptedResources(profile.config), resource)) throw signInErrors.foreignResource(resource)
     const { token, claims } = await issuer.issue({
-      client, profile, audience: resource, issuer: `${originOf(request)}/${profile.config.tenantId}/`
+      client, profile, audience: resource, issuer: `${originOf(request)}/${tenantOf(profile)}/`
     })
-    return { token, claims, resource, clientId: profile.config.clientId }
+    return { token, claims, resource, clientId: clientOf(profile) }
   }
 
   if (protocol === 'appService') {

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { SIGN_IN_ROUTES } from '../common/paths.js'
 import { markAuthenticated } from '../inbound/connections.js'
 import { signInErrors } from './errors.js'
+import { tenantOf } from './issuer.js'
 import { acceptedResources, isAcceptedResource, readScope } from './resources.js'
 import { originOf } from './request-origin.js'
 import type { SignInOptions } from './routes.js'
@@ -102,7 +103,7 @@ export function tokenEndpointRoutes (app: FastifyInstance, { issuer }: SignInOpt
     }
 
     const origin = originOf(request)
-    const tenantId = profile.config.tenantId
+    const tenantId = tenantOf(profile)
     const { token, claims } = await issuer.issue({
       client, profile, audience: resource, issuer: version === 2 ? `${origin}/${tenantId}/v2.0` : `${origin}/${tenantId}/`
     })

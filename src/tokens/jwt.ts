@@ -5,6 +5,8 @@ export interface TokenClaims {
   tid?: string
   aud?: string
   appid?: string
+  /** v2.0 tokens name the client here rather than in `appid`. */
+  azp?: string
 }
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/
@@ -33,6 +35,7 @@ export function readClaims (token: string): TokenClaims | undefined {
     roles,
     tid: typeof payload.tid === 'string' ? payload.tid : undefined,
     aud: typeof payload.aud === 'string' ? payload.aud : undefined,
-    appid: typeof payload.appid === 'string' ? payload.appid : undefined
+    appid: typeof payload.appid === 'string' ? payload.appid : undefined,
+    azp: typeof payload.azp === 'string' ? payload.azp : undefined
   }
 }
