@@ -237,13 +237,15 @@ function checkFileConfig (t: Test, config: Config, file: string): void {
       name: 'soar',
       keySha256: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
       profiles: ['contoso'],
-      allow: ['GET /api/**', 'POST /api/machines/*/isolate']
+      allow: ['GET /api/**', 'POST /api/machines/*/isolate'],
+      dryRun: false
     },
     {
       name: 'siem',
       keySha256: createHash('sha256').update('siem-key-value').digest('hex'),
       profiles: [],
-      allow: []
+      allow: [],
+      dryRun: false
     }
   ])
 }
