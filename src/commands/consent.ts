@@ -59,7 +59,8 @@ function printHuman (result: ConsentResult): string {
     lines.push(`  ${asks.padEnd(11)} ${why}:`)
     const width = Math.max(...result.permissions.map(({ permission }) => permission.length))
     for (const { permission, words, calls } of result.permissions) {
-      lines.push(`                ${permission.padEnd(width)}  ${words} (${calls.length === 1 ? calls[0] : `${calls.length} calls`})`)
+      const what = calls.length === 1 ? (calls[0] === words ? '' : ` (${calls[0]})`) : ` (${calls.length} calls)`
+      lines.push(`                ${permission.padEnd(width)}  ${words}${what}`)
     }
   }
   return lines.join('\n') + '\n'
