@@ -4,6 +4,7 @@ import { dryRunAnswer } from '../../src/guards/dry-run.js'
 import { ProfileGuards } from '../../src/guards/guards.js'
 import { blockingIndicators, IndicatorAllowlist } from '../../src/guards/indicators.js'
 import { globMatches, machinesNamed, protectedBy } from '../../src/guards/machines.js'
+import { resolveGuards } from '../../src/config/guards.js'
 import { createTestClock } from '../helpers/clock.js'
 
 t.test('name patterns: * any run, ? one character, whole name', async (t) => {
@@ -87,4 +88,14 @@ t.test('a dry run of each kind has the API\'s shape', async (t) => {
   t.match(quarantine.body, { type: 'StopAndQuarantineFile', relatedFileInfo: { fileIdentifier: 'ab', fileIdentifierType: 'Sha1' } })
   t.match(dryRunAnswer({ ...base, method: 'PATCH', upstreamTarget: '/api/alerts/da1', body: { status: 'Resolved' } }), { status: 200, body: { status: 'Resolved', id: /^dryrun-/ } })
   t.match(dryRunAnswer({ ...base, method: 'DELETE', upstreamTarget: '/api/indicators/9', body: undefined }), { status: 204, body: undefined })
+})
+
+t.test('a profile\'s guards replace the broker-wide ones key by key', async (t) => {
+  const broker = { actions: [{ allow: 'POST /api/machines/*/isolate', perHour: 10 }], protect: { tags: ['Tier0'] }, indicators: { allowlist: ['contoso.com'] } }
+  const at = (segments: string[]) => ['profiles[0]', ...segments].join('.')
+  const own = resolveGuards({ actions: [] }, broker, at)
+  t.same(own.actions, [], 'its actions')
+  t.same(own.protect, { tags: ['tier0'], names: [], ids: [], lookupCacheSeconds: 60 }, 'the broker-wide protect')
+  t.same(own.indicators, { allowlist: ['contoso.com'] }, 'and indicators')
+  t.same(resolveGuards(undefined, undefined, at), { actions: [] }, 'none at all: off')
 })
