@@ -92,7 +92,7 @@ t.test('a dry run of each kind has the API\'s shape', async (t) => {
 
 t.test('a profile\'s guards replace the broker-wide ones key by key', async (t) => {
   const broker = { actions: [{ allow: 'POST /api/machines/*/isolate', perHour: 10 }], protect: { tags: ['Tier0'] }, indicators: { allowlist: ['contoso.com'] } }
-  const at = (segments: string[]) => ['profiles[0]', ...segments].join('.')
+  const at = (segments: readonly string[]) => ['profiles[0]', ...segments].join('.')
   const own = resolveGuards({ actions: [] }, broker, at)
   t.same(own.actions, [], 'its actions')
   t.same(own.protect, { tags: ['tier0'], names: [], ids: [], lookupCacheSeconds: 60 }, 'the broker-wide protect')
