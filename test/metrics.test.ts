@@ -5,7 +5,7 @@ import { createTestPki } from '../src/simulator/index.js'
 import { startBrokerStack, type BrokerStack } from './helpers/broker.js'
 import { clientFor } from './helpers/profiles.js'
 import { rawExchange } from './helpers/raw-socket.js'
-import { closedPort } from './helpers/upstream.js'
+import { closedOrigin } from './helpers/upstream.js'
 
 const SCENARIO = { timeout: 30_000 }
 const KEY = 'metrics-client-key-0123456789abcdef'
@@ -212,8 +212,7 @@ t.test('names, types and label sets after real traffic; label values bounded', S
 })
 
 t.test('an unreachable API counts as an upstream failure, not as a status', SCENARIO, async (t) => {
-  const port = await closedPort()
-  const stack = await startBrokerStack(t, { simulator: { pki }, env: { BROKER_UPSTREAM: `http://127.0.0.1:${port}` } })
+  const stack = await startBrokerStack(t, { simulator: { pki }, env: { BROKER_UPSTREAM: await closedOrigin(t) } })
   t.equal(await call(stack, 'GET', '/api/alerts'), 502)
   const { families } = await scrape(stack)
   const failures = families.get('broker_upstream_failures_total')

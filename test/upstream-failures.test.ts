@@ -5,7 +5,7 @@ import { request } from 'undici'
 import { startBrokerStack, ALL_ROLES } from './helpers/broker.js'
 import { withProfiles } from './helpers/profiles.js'
 import { rawExchange } from './helpers/raw-socket.js'
-import { closedPort, readBody, startUpstream } from './helpers/upstream.js'
+import { closedOrigin, readBody, startUpstream } from './helpers/upstream.js'
 
 const PART = Buffer.alloc(4096, 'a')
 
@@ -32,8 +32,7 @@ const upstream = await startUpstream(t, (req, res, recorded) => {
       readBody(req, recorded).then(() => res.end('{"value":[]}'), () => res.destroy())
   }
 })
-const downPort = await closedPort()
-const downOrigin = `http://127.0.0.1:${downPort}`
+const downOrigin = await closedOrigin(t)
 const stack = await startBrokerStack(t, {
   simulator: { roles: ALL_ROLES },
   env: { BROKER_UPSTREAM: upstream.url },

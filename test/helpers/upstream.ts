@@ -2,7 +2,6 @@ import { once } from 'node:events'
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { request, type Dispatcher } from 'undici'
-import { freePort } from './programs.js'
 
 interface Teardown {
   teardown: (fn: () => unknown) => void
@@ -108,7 +107,16 @@ export async function abandonAtUpstream (
   return outcome
 }
 
-/** A loopback port that was just open and is now closed: connecting to it is refused. */
-export async function closedPort (): Promise<number> {
-  return await freePort()
+/**
+ * An origin nothing answers on, for as long as the test runs: connecting to it is refused at once.
+ * A port that was merely freed can be taken by another test's server in the meantime (seen: a
+ * minute-long hang instead of a refusal), so the port stays held by a listener on 127.0.0.1, which
+ * also keeps anyone from binding it on every address, and the origin is 127.0.0.2 on that port.
+ */
+export async function closedOrigin (t: Teardown): Promise<string> {
+  const holder = createServer((req) => req.socket.destroy())
+  holder.listen(0, '127.0.0.1')
+  await once(holder, 'listening')
+  t.teardown(() => new Promise((resolve) => holder.close(resolve)))
+  return `http://127.0.0.2:${(holder.address() as AddressInfo).port}`
 }
